@@ -1,0 +1,24 @@
+# GraphWiz presence: one daphne process serving HTTP and WebSockets on 8083.
+FROM python:3.11-slim
+
+ENV PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    DJANGO_SETTINGS_MODULE=graphwiz.settings
+
+WORKDIR /app
+
+# Requirements first, so a code change does not reinstall every wheel.
+COPY requirements.txt ./
+RUN pip install -r requirements.txt
+
+RUN useradd --create-home --uid 10001 graphwiz
+COPY --chown=graphwiz:graphwiz . .
+USER graphwiz
+
+EXPOSE 8083
+
+# 64 KiB WebSocket limits: the same numbers as DAPHNE_WEBSOCKET_MAX_* in
+# graphwiz/settings.py and the Makefile (PROTOCOL.md section 8).
+CMD ["sh", "-c", "python manage.py migrate --noinput && exec daphne -b 0.0.0.0 -p 8083 --websocket-max-message-size 65536 --websocket-max-frame-size 65536 graphwiz.asgi:application"]

@@ -1,0 +1,44 @@
+# GraphWiz presence: `make run` serves on :8083, `make test` runs the suite.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+HOST   ?= 127.0.0.1
+PORT   ?= 8083
+WS_LIMITS := --websocket-max-message-size 65536 --websocket-max-frame-size 65536
+
+.PHONY: install migrate run runserver test unit lint proto clean
+
+$(BIN)/.installed: requirements.txt
+	@$(PYTHON) -c 'import sys; sys.exit("Python 3.11+ is required") if sys.version_info < (3, 11) else None'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements.txt
+	@touch $@
+
+install: $(BIN)/.installed
+
+migrate: install
+	$(BIN)/python manage.py migrate --noinput
+
+run: migrate  ## serve HTTP + WebSocket with daphne on $(HOST):$(PORT)
+	$(BIN)/daphne -b $(HOST) -p $(PORT) $(WS_LIMITS) graphwiz.asgi:application
+
+runserver: migrate  ## Django's development server (daphne under the hood)
+	$(BIN)/python manage.py runserver $(HOST):$(PORT)
+
+lint: install
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+test: install lint
+	$(BIN)/pytest
+
+unit: install
+	$(BIN)/pytest tests/unit
+
+proto: install
+	$(BIN)/python -m grpc_tools.protoc -Iproto/graphwiz --python_out=presence/protocol --pyi_out=presence/protocol proto/graphwiz/core.proto
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,141 @@
+"""Django settings for GraphWiz presence.
+
+This is the only module that reads the environment. Every value is parsed
+and validated here, so a bad value stops start-up with a clear message.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+from graphwiz.envparse import env_bool, env_float, env_int, env_list
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+ENV = os.environ
+
+DEBUG = env_bool(ENV, "DEBUG", True)
+SECRET_KEY = ENV.get("SECRET_KEY", "")
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off")
+    SECRET_KEY = "dev-only-insecure-key-change-me"
+ALLOWED_HOSTS = env_list(ENV, "ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django_prometheus",
+    "rest_framework",
+    "channels",
+    "presence",
+]
+
+MIDDLEWARE = [
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
+]
+
+ROOT_URLCONF = "graphwiz.urls"
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+WSGI_APPLICATION = "graphwiz.wsgi.application"
+ASGI_APPLICATION = "graphwiz.asgi.application"
+
+# --- Database: DATABASE_URL (PostgreSQL in production), else a SQLite file.
+DATABASE_URL = ENV.get("DATABASE_URL", "")
+SQLITE_PATH = ENV.get("SQLITE_PATH", str(BASE_DIR / "db.sqlite3"))
+if DATABASE_URL:
+    try:
+        DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60)}
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"DATABASE_URL is not a valid database URL: {exc}") from None
+else:
+    DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": SQLITE_PATH}}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Channel layer: Redis when REDIS_URL is set, else in-process (one instance).
+REDIS_URL = ENV.get("REDIS_URL", "")
+REDIS_CHANNEL_PREFIX = ENV.get("REDIS_CHANNEL_PREFIX", "graphwiz")
+if REDIS_URL:
+    if not REDIS_URL.startswith(("redis://", "rediss://", "unix://")):
+        raise ImproperlyConfigured(f"REDIS_URL must be a redis:// URL, got {REDIS_URL!r}")
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {
+                "hosts": [REDIS_URL],
+                "prefix": f"{REDIS_CHANNEL_PREFIX}:layer:",
+                "capacity": 1000,
+                "expiry": 10,
+            },
+        }
+    }
+else:
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+# --- Presence limits (PROTOCOL.md section 8); presence.conf validates them.
+PRESENCE = {
+    "RATE_LIMIT_MAX_REQUESTS": env_int(ENV, "RATE_LIMIT_MAX_REQUESTS", 60, minimum=1),
+    "RATE_LIMIT_WINDOW_SECONDS": env_float(ENV, "RATE_LIMIT_WINDOW_SECONDS", 60.0, minimum=0.001),
+    "MESSAGE_QUEUE_SIZE": env_int(ENV, "MESSAGE_QUEUE_SIZE", 1000, minimum=1),
+    "MESSAGE_RETRY_INTERVAL": env_float(ENV, "MESSAGE_RETRY_INTERVAL", 5.0, minimum=0.001),
+    "METRICS_SAMPLE_SIZE": env_int(ENV, "METRICS_SAMPLE_SIZE", 1000, minimum=1),
+    "LATENCY_TRACKING_ENABLED": env_bool(ENV, "LATENCY_TRACKING_ENABLED", True),
+    "REDIS_CHANNEL_PREFIX": REDIS_CHANNEL_PREFIX,
+}
+
+# Daphne's own WebSocket limits, used by `manage.py runserver`; the Makefile
+# passes the same numbers to the daphne command line.
+DAPHNE_WEBSOCKET_MAX_MESSAGE_SIZE = 64 * 1024
+DAPHNE_WEBSOCKET_MAX_FRAME_SIZE = 64 * 1024
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+
+LOG_LEVEL = ENV.get("LOG_LEVEL", "INFO").upper()
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "loggers": {"presence": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False}},
+}

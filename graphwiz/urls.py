@@ -1,0 +1,13 @@
+"""HTTP routes: admin, health, metrics and the browser client page."""
+
+from django.contrib import admin
+from django.urls import include, path
+
+from presence import views
+
+urlpatterns = [
+    path("", views.client_page, name="client-page"),
+    path("health", views.health, name="health"),
+    path("admin/", admin.site.urls),
+    path("", include("django_prometheus.urls")),
+]

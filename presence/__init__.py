@@ -1,0 +1,1 @@
+"""GraphWiz presence: rooms, avatars and entities shared over WebSockets."""

@@ -1,0 +1,79 @@
+"""Typed, validated view of the ``PRESENCE`` settings dict.
+
+Like Django REST framework's settings: one namespaced dict, a ``DEFAULTS``
+table, unknown keys rejected, the value cached and rebuilt on
+``setting_changed`` (so tests can use ``override_settings``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from functools import cache
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.core.signals import setting_changed
+from django.dispatch import receiver
+
+from presence.protocol.room import RoomLimits
+from presence.protocol.validation import FieldLimits
+
+
+@dataclass(frozen=True, slots=True)
+class PresenceSettings:
+    """Every presence limit and switch, with its default (PROTOCOL.md section 8)."""
+
+    RATE_LIMIT_MAX_REQUESTS: int = 60
+    RATE_LIMIT_WINDOW_SECONDS: float = 60.0
+    MESSAGE_QUEUE_SIZE: int = 1000  # reliable messages waiting per connection
+    MESSAGE_RETRY_INTERVAL: float = 5.0
+    METRICS_SAMPLE_SIZE: int = 1000
+    LATENCY_TRACKING_ENABLED: bool = True
+    REDIS_CHANNEL_PREFIX: str = "graphwiz"
+    BAD_FRAME_LIMIT: int = 10  # consecutive undecodable/invalid frames before 4007
+    MAX_FRAME_BYTES: int = 64 * 1024
+    VOLATILE_QUEUE_SIZE: int = 1000  # unsent volatile messages kept per connection
+    HEARTBEAT_INTERVAL_MS: int = 0  # advertised in ServerHello; 0 = no heartbeat asked
+
+    @property
+    def field_limits(self) -> FieldLimits:
+        """Bounds on client-supplied fields."""
+        return FieldLimits(frame_bytes=self.MAX_FRAME_BYTES)
+
+    @property
+    def room_limits(self) -> RoomLimits:
+        """Bounds on what a room holds."""
+        return RoomLimits()
+
+
+DEFAULTS: dict[str, Any] = {f.name: f.default for f in fields(PresenceSettings)}
+
+
+def build(overrides: dict[str, Any]) -> PresenceSettings:
+    """Validate ``overrides`` against ``DEFAULTS`` and return the settings."""
+    unknown = sorted(set(overrides) - set(DEFAULTS))
+    if unknown:
+        raise ImproperlyConfigured(f"Unknown PRESENCE setting(s): {', '.join(unknown)}")
+    for name, value in overrides.items():
+        expected = type(DEFAULTS[name])
+        ok = isinstance(value, expected) or (expected is float and isinstance(value, int))
+        if not ok or isinstance(value, bool) != (expected is bool):
+            raise ImproperlyConfigured(
+                f"PRESENCE[{name!r}] must be {expected.__name__}, got {value!r}"
+            )
+        if expected in (int, float) and value <= 0 and name != "HEARTBEAT_INTERVAL_MS":
+            raise ImproperlyConfigured(f"PRESENCE[{name!r}] must be positive, got {value!r}")
+    return PresenceSettings(**overrides)
+
+
+@cache
+def presence_settings() -> PresenceSettings:
+    """The current presence settings (cached)."""
+    return build(dict(getattr(settings, "PRESENCE", {})))
+
+
+@receiver(setting_changed)
+def _reload(setting: str, **kwargs: Any) -> None:
+    if setting == "PRESENCE":
+        presence_settings.cache_clear()

@@ -1,0 +1,131 @@
+"""Bytes and text frames <-> ``graphwiz.core.Message``.
+
+Binary frames carry protobuf, text frames the canonical proto3 JSON mapping.
+A message is encoded once per fan-out (:class:`EncodedMessage`); the
+per-recipient ``seq`` is appended to the encoded bytes instead of encoding
+again (protobuf keeps the last value of a repeated scalar field).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from enum import Enum
+
+from google.protobuf import json_format
+from google.protobuf.message import DecodeError
+
+from presence.protocol import core_pb2 as pb
+from presence.protocol.codes import ErrorCode
+from presence.protocol.errors import BadFrame, ProtocolError
+
+PROTO_SUBPROTOCOL = "graphwiz.proto.v1"
+JSON_SUBPROTOCOL = "graphwiz.json.v1"
+_SEQ_TAG = bytes([(4 << 3) | 0])  # field 4 (seq), wire type varint
+
+
+class Encoding(Enum):
+    """How the server writes frames to one connection."""
+
+    PROTO = "proto"
+    JSON = "json"
+
+
+def negotiate_encoding(
+    subprotocols: Sequence[str], format_param: str | None
+) -> tuple[Encoding, str | None]:
+    """Pick the connection's encoding: subprotocol, else ``format``, else proto.
+
+    Returns the encoding and the subprotocol to echo (``None`` for none).
+    """
+    for offered in subprotocols:
+        if offered == PROTO_SUBPROTOCOL:
+            return Encoding.PROTO, offered
+        if offered == JSON_SUBPROTOCOL:
+            return Encoding.JSON, offered
+    if format_param is None or format_param == "":
+        return Encoding.PROTO, None
+    try:
+        return Encoding(format_param), None
+    except ValueError:
+        raise ProtocolError(
+            ErrorCode.BAD_MESSAGE, f"format must be 'proto' or 'json', got {format_param[:16]!r}"
+        ) from None
+
+
+def decode_frame(data: bytes | str) -> pb.Message:
+    """Decode one frame (binary protobuf or proto3 JSON text) into a ``Message``."""
+    message = pb.Message()
+    if isinstance(data, bytes):
+        try:
+            message.ParseFromString(data)
+        except DecodeError:
+            raise BadFrame(ErrorCode.BAD_MESSAGE, "undecodable protobuf frame") from None
+        message.DiscardUnknownFields()
+        return message
+    try:
+        json_format.Parse(data, message)
+    except (json_format.ParseError, ValueError, RecursionError):
+        raise BadFrame(ErrorCode.BAD_MESSAGE, "undecodable JSON frame") from None
+    return message
+
+
+def to_json(message: pb.Message) -> str:
+    """Encode ``message`` as compact proto3 JSON."""
+    as_dict = json_format.MessageToDict(message)
+    return json.dumps(as_dict, separators=(",", ":"), ensure_ascii=False)
+
+
+def encode(message: pb.Message, encoding: Encoding) -> bytes | str:
+    """Encode one message for a connection (used for direct replies)."""
+    if encoding is Encoding.PROTO:
+        return message.SerializeToString()
+    return to_json(message)
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+class EncodedMessage:
+    """One server message encoded once, framed per recipient.
+
+    ``proto`` is encoded eagerly; JSON only when a JSON recipient asks for it.
+    """
+
+    __slots__ = ("_json", "proto")
+
+    def __init__(self, proto: bytes, json_text: str | None = None) -> None:
+        self.proto = proto
+        self._json = json_text
+
+    @classmethod
+    def of(cls, message: pb.Message) -> EncodedMessage:
+        """Encode ``message`` (whose ``seq`` must be unset)."""
+        return cls(message.SerializeToString())
+
+    @property
+    def json(self) -> str:
+        """The proto3 JSON text, encoded on first use."""
+        if self._json is None:
+            self._json = to_json(pb.Message.FromString(self.proto))
+        return self._json
+
+    def frame(self, encoding: Encoding, seq: int = 0) -> bytes | str:
+        """The frame for one recipient, with ``seq`` set when non-zero."""
+        if encoding is Encoding.PROTO:
+            return self.proto + _SEQ_TAG + _varint(seq) if seq else self.proto
+        text = self.json
+        if not seq:
+            return text
+        if text == "{}":
+            return f'{{"seq":"{seq}"}}'
+        return f'{{"seq":"{seq}",{text[1:]}'

@@ -1,0 +1,28 @@
+"""Close codes (PROTOCOL.md section 7) and the wire error codes."""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+from presence.protocol import core_pb2 as pb
+
+ErrorCode = pb.Error.ErrorCode
+
+
+class CloseCode(IntEnum):
+    """WebSocket close codes the server sends; daphne only sends 1000 or 3000-4999."""
+
+    NORMAL = 1000
+    GOING_AWAY = 4000
+    UNSUPPORTED_DATA = 4003
+    INVALID_MESSAGES = 4007
+    RATE_LIMITED = 4008
+    SLOW_CONSUMER = 4009
+    INTERNAL_ERROR = 4011
+    BACKEND_UNAVAILABLE = 4012
+    BAD_REQUEST = 4400
+    UNAUTHORIZED = 4401
+    FORBIDDEN = 4403
+    AUTH_TIMEOUT = 4408
+    ROOM_UNAVAILABLE = 4423
+    TOO_MANY_CONNECTIONS = 4429

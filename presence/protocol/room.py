@@ -1,0 +1,338 @@
+"""A room's shared state and the decisions that change it.
+
+Pure: the caller passes the time and an id generator; the room answers with
+an :class:`Outcome` (replies to the sender, broadcasts to the room, a chat line
+to persist). Nothing here sends, stores or awaits.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from presence.protocol import core_pb2 as pb
+from presence.protocol.codes import ErrorCode
+from presence.protocol.envelope import error_message, stamp
+from presence.protocol.errors import ProtocolError
+
+
+@dataclass(slots=True)
+class Player:
+    """A member of the room as the others see it."""
+
+    client_id: str
+    user_id: str
+    display_name: str
+    avatar_url: str = ""
+    avatar_config: pb.AvatarConfig | None = None
+    position: pb.Vector3 | None = None
+    rotation: pb.Quaternion | None = None
+
+    def presence_data(self, host_client_id: str) -> pb.PresenceData:
+        """The player's data as carried by ``PresenceEvent``."""
+        data = pb.PresenceData(
+            display_name=self.display_name,
+            avatar_url=self.avatar_url,
+            host_client_id=host_client_id,
+        )
+        if self.avatar_config is not None:
+            data.avatar_config.CopyFrom(self.avatar_config)
+        if self.position is not None:
+            data.position.CopyFrom(self.position)
+        if self.rotation is not None:
+            data.rotation.CopyFrom(self.rotation)
+        return data
+
+    def snapshot(self) -> pb.PlayerSnapshot:
+        """The player as listed in a joiner's ``initial_state``."""
+        snap = pb.PlayerSnapshot(
+            client_id=self.client_id, display_name=self.display_name, avatar_url=self.avatar_url
+        )
+        if self.avatar_config is not None:
+            snap.avatar_config.CopyFrom(self.avatar_config)
+        if self.position is not None:
+            snap.position.CopyFrom(self.position)
+        if self.rotation is not None:
+            snap.rotation.CopyFrom(self.rotation)
+        return snap
+
+
+@dataclass(slots=True)
+class Entity:
+    """A spawned, owned object in the room."""
+
+    entity_id: str
+    template_id: str
+    owner_id: str
+    components: dict[str, str] = field(default_factory=dict)
+    position: pb.Vector3 | None = None
+    rotation: pb.Quaternion | None = None
+
+    def snapshot(self) -> pb.EntitySnapshot:
+        """The entity as listed in a joiner's ``initial_state``."""
+        snap = pb.EntitySnapshot(
+            id=self.entity_id,
+            template_id=self.template_id,
+            owner_id=self.owner_id,
+            components=self.components,
+        )
+        if self.position is not None:
+            snap.position.CopyFrom(self.position)
+        if self.rotation is not None:
+            snap.rotation.CopyFrom(self.rotation)
+        return snap
+
+
+@dataclass(slots=True)
+class Broadcast:
+    """A message for the room's members, except ``exclude`` (the sender)."""
+
+    message: pb.Message
+    reliable: bool
+    exclude: str = ""
+    # Volatile messages with the same non-empty key replace each other (latest wins).
+    volatile_key: str = ""
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What handling one event produced."""
+
+    replies: list[pb.Message] = field(default_factory=list)
+    broadcasts: list[Broadcast] = field(default_factory=list)
+    chat_text: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RoomLimits:
+    """Bounds on what clients can make a room hold."""
+
+    entities: int = 1024
+    entities_per_client: int = 128
+    components_per_entity: int = 64
+
+
+def _component_text(value: bytes) -> str:
+    # EntityUpdate carries bytes, snapshots carry strings: keep UTF-8 as is and
+    # base64 anything else, marked so a client can tell.
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        return "base64:" + base64.b64encode(value).decode("ascii")
+
+
+class RoomState:
+    """Members in join order, entities, and the host of one room."""
+
+    def __init__(
+        self, room_id: str, *, next_id: Callable[[], str], limits: RoomLimits | None = None
+    ) -> None:
+        self.room_id = room_id
+        self.players: dict[str, Player] = {}  # insertion order = join order
+        self.entities: dict[str, Entity] = {}
+        self.host_client_id = ""
+        self._next_id = next_id
+        self._limits = limits or RoomLimits()
+
+    def __len__(self) -> int:
+        return len(self.players)
+
+    # --- membership -------------------------------------------------------
+
+    def join(self, player: Player, *, now_ms: int) -> Outcome:
+        """Add ``player``; the first member becomes host; the others hear JOIN."""
+        self.players[player.client_id] = player
+        if not self.host_client_id:
+            self.host_client_id = player.client_id
+        event = pb.PresenceEvent(
+            client_id=player.client_id,
+            event_type=pb.JOIN,
+            data=player.presence_data(self.host_client_id),
+        )
+        joined = self._reliable(
+            pb.Message(presence_event=event), now_ms, sender_id=player.client_id
+        )
+        return Outcome(broadcasts=[joined])
+
+    def world_state(self, *, for_client: str, now_ms: int) -> pb.WorldState:
+        """Every other present player and every live entity, for a joiner."""
+        return pb.WorldState(
+            players=[p.snapshot() for cid, p in self.players.items() if cid != for_client],
+            entities=[e.snapshot() for e in self.entities.values()],
+            last_update=now_ms,
+        )
+
+    def leave(self, client_id: str, *, now_ms: int) -> Outcome:
+        """Remove a member: LEAVE, despawn its entities, hand the host role on."""
+        player = self.players.pop(client_id, None)
+        if player is None:
+            return Outcome()
+        broadcasts = [
+            self._reliable(
+                pb.Message(
+                    presence_event=pb.PresenceEvent(client_id=client_id, event_type=pb.LEAVE)
+                ),
+                now_ms,
+                sender_id=client_id,
+            )
+        ]
+        for entity_id in [e.entity_id for e in self.entities.values() if e.owner_id == client_id]:
+            del self.entities[entity_id]
+            despawn = pb.Message(entity_despawn=pb.EntityDespawn(entity_id=entity_id))
+            broadcasts.append(self._reliable(despawn, now_ms, sender_id=client_id))
+        if self.host_client_id == client_id:
+            self.host_client_id = next(iter(self.players), "")
+            if self.host_client_id:
+                broadcasts.append(self._host_update(now_ms))
+        return Outcome(broadcasts=broadcasts)
+
+    def _host_update(self, now_ms: int) -> Broadcast:
+        host = self.players[self.host_client_id]
+        event = pb.PresenceEvent(
+            client_id=host.client_id,
+            event_type=pb.UPDATE,
+            data=host.presence_data(self.host_client_id),
+        )
+        return self._reliable(pb.Message(presence_event=event), now_ms)
+
+    # --- client messages --------------------------------------------------
+
+    def handle(self, client_id: str, kind: str, message: pb.Message, *, now_ms: int) -> Outcome:
+        """Apply a validated client message from member ``client_id``."""
+        client_message_id = message.message_id  # handlers re-stamp the envelope
+        try:
+            handler = getattr(self, f"_on_{kind}")
+            outcome: Outcome = handler(client_id, message, now_ms)
+        except ProtocolError as refused:
+            reply = error_message(
+                refused.code, refused.message, now_ms=now_ms, ref_message_id=client_message_id
+            )
+            return Outcome(replies=[reply])
+        if client_message_id and any(b.reliable for b in outcome.broadcasts):
+            ack = pb.Message(ack=pb.Ack(message_id=client_message_id))
+            outcome.replies.append(stamp(ack, now_ms=now_ms))
+        return outcome
+
+    def _on_position_update(self, client_id: str, message: pb.Message, now_ms: int) -> Outcome:
+        update = message.position_update
+        target: Player | Entity
+        if update.entity_id:
+            target = self._owned_entity(client_id, update.entity_id)
+        else:
+            target = self.players[client_id]
+        if update.HasField("position"):
+            target.position = update.position
+        if update.HasField("rotation"):
+            target.rotation = update.rotation
+        stamp(message, now_ms=now_ms, sender_id=client_id)
+        key = f"{client_id}/{update.entity_id}"
+        return Outcome(broadcasts=[Broadcast(message, False, client_id, key)])
+
+    def _on_voice_data(self, client_id: str, message: pb.Message, now_ms: int) -> Outcome:
+        stamp(message, now_ms=now_ms, sender_id=client_id)
+        return Outcome(broadcasts=[Broadcast(message, False, client_id)])
+
+    def _on_entity_spawn(self, client_id: str, message: pb.Message, now_ms: int) -> Outcome:
+        spawn = message.entity_spawn
+        existing = self.entities.get(spawn.entity_id)
+        if existing is not None:
+            if existing.owner_id != client_id:
+                raise ProtocolError(ErrorCode.NOT_OWNER, "entity belongs to another client")
+            raise ProtocolError(ErrorCode.BAD_MESSAGE, "entity already exists")
+        owned = sum(1 for e in self.entities.values() if e.owner_id == client_id)
+        if len(self.entities) >= self._limits.entities:
+            raise ProtocolError(ErrorCode.TOO_LARGE, "the room holds its maximum of entities")
+        if owned >= self._limits.entities_per_client:
+            raise ProtocolError(ErrorCode.TOO_LARGE, "you own the maximum number of entities")
+        spawn.owner_id = client_id
+        self.entities[spawn.entity_id] = Entity(
+            entity_id=spawn.entity_id,
+            template_id=spawn.template_id,
+            owner_id=client_id,
+            components=dict(spawn.components),
+        )
+        return self._relay(client_id, message, now_ms)
+
+    def _on_entity_update(self, client_id: str, message: pb.Message, now_ms: int) -> Outcome:
+        update = message.entity_update
+        entity = self._owned_entity(client_id, update.entity_id)
+        merged = dict(entity.components)
+        merged.update((k, _component_text(v)) for k, v in update.components.items())
+        if len(merged) > self._limits.components_per_entity:
+            raise ProtocolError(ErrorCode.TOO_LARGE, "entity has too many components")
+        entity.components = merged
+        return self._relay(client_id, message, now_ms)
+
+    def _on_entity_despawn(self, client_id: str, message: pb.Message, now_ms: int) -> Outcome:
+        entity = self._owned_entity(client_id, message.entity_despawn.entity_id)
+        del self.entities[entity.entity_id]
+        return self._relay(client_id, message, now_ms)
+
+    def _on_chat_message(self, client_id: str, message: pb.Message, now_ms: int) -> Outcome:
+        chat = message.chat_message
+        chat.from_client_id = client_id
+        chat.timestamp = now_ms
+        outcome = self._relay(client_id, message, now_ms)
+        outcome.chat_text = chat.message
+        return outcome
+
+    def _on_client_hello(self, client_id: str, message: pb.Message, now_ms: int) -> Outcome:
+        hello = message.client_hello
+        data = pb.PresenceData(display_name=hello.display_name, avatar_url=hello.avatar_url)
+        if hello.HasField("avatar_config"):
+            data.avatar_config.CopyFrom(hello.avatar_config)
+        return self._update_player(client_id, data, now_ms)
+
+    def _on_presence_event(self, client_id: str, message: pb.Message, now_ms: int) -> Outcome:
+        return self._update_player(client_id, message.presence_event.data, now_ms)
+
+    def _on_ping(self, client_id: str, message: pb.Message, now_ms: int) -> Outcome:
+        pong = pb.Message(
+            message_id=message.message_id,
+            pong=pb.Pong(client_time_ms=message.ping.client_time_ms, server_time_ms=now_ms),
+        )
+        stamp(pong, now_ms=now_ms, message_id=message.message_id)
+        return Outcome(replies=[pong])
+
+    def _on_ack(self, client_id: str, message: pb.Message, now_ms: int) -> Outcome:
+        return Outcome()  # acknowledgements are the session's business
+
+    def _on_moderation(self, client_id: str, message: pb.Message, now_ms: int) -> Outcome:
+        raise ProtocolError(ErrorCode.FORBIDDEN, "you may not moderate this room")
+
+    _on_kick_player = _on_mute_player = _on_lock_room = _on_moderation
+
+    # --- helpers ----------------------------------------------------------
+
+    def _owned_entity(self, client_id: str, entity_id: str) -> Entity:
+        entity = self.entities.get(entity_id)
+        if entity is None or entity.owner_id != client_id:
+            raise ProtocolError(ErrorCode.NOT_OWNER, "you do not own that entity")
+        return entity
+
+    def _update_player(self, client_id: str, data: pb.PresenceData, now_ms: int) -> Outcome:
+        player = self.players[client_id]
+        if data.display_name:
+            player.display_name = data.display_name
+        if data.avatar_url:
+            player.avatar_url = data.avatar_url
+        if data.HasField("avatar_config"):
+            player.avatar_config = data.avatar_config
+        if data.HasField("position"):
+            player.position = data.position
+        if data.HasField("rotation"):
+            player.rotation = data.rotation
+        event = pb.PresenceEvent(
+            client_id=client_id,
+            event_type=pb.UPDATE,
+            data=player.presence_data(self.host_client_id),
+        )
+        return self._relay(client_id, pb.Message(presence_event=event), now_ms)
+
+    def _relay(self, client_id: str, message: pb.Message, now_ms: int) -> Outcome:
+        return Outcome(broadcasts=[self._reliable(message, now_ms, sender_id=client_id)])
+
+    def _reliable(self, message: pb.Message, now_ms: int, *, sender_id: str = "") -> Broadcast:
+        stamp(message, now_ms=now_ms, sender_id=sender_id, message_id=self._next_id())
+        return Broadcast(message, True, exclude=sender_id)

@@ -1,0 +1,131 @@
+"""Shared fixtures: a real Redis for the suite, channel layers, test clients.
+
+Redis: the machine's server on 127.0.0.1:6379 when it answers (the suite uses
+its own database number and key prefix and flushes it afterwards); otherwise
+a private ``redis-server`` on a free port when the binary exists. No Redis at
+all is an error, not a skip.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+TEST_REDIS_DB = 13
+REDIS_START_SECONDS = 10.0
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _answers(url: str) -> bool:
+    try:
+        return bool(redis.Redis.from_url(url, socket_connect_timeout=0.5).ping())
+    except redis.RedisError:
+        return False
+
+
+class RedisServer:
+    """A redis-server process the test session owns."""
+
+    def __init__(self) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise RuntimeError(
+                "no Redis answers on 127.0.0.1:6379 and redis-server is not installed"
+            )
+        self.port = _free_port()
+        self.dir = tempfile.mkdtemp(prefix="graphwiz-redis-")
+        self.process = subprocess.Popen(
+            [
+                binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                self.dir,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        self.url = f"redis://127.0.0.1:{self.port}"
+        deadline = time.monotonic() + REDIS_START_SECONDS
+        while not _answers(self.url):
+            if time.monotonic() > deadline or self.process.poll() is not None:
+                self.stop()
+                raise RuntimeError("redis-server did not start")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=10)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def redis_base_url() -> Iterator[str]:
+    """A reachable Redis server (``redis://host:port``), started if needed."""
+    configured = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379")
+    if _answers(configured):
+        yield configured.rstrip("/")
+        return
+    server = RedisServer()
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_url(redis_base_url: str) -> Iterator[str]:
+    """The suite's own Redis database, flushed after the session."""
+    url = f"{redis_base_url}/{TEST_REDIS_DB}"
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    yield url
+    client.flushdb()
+    client.close()
+
+
+@pytest.fixture
+def redis_prefix() -> str:
+    """A key prefix unique to one test."""
+    return f"gwtest-{uuid.uuid4().hex[:8]}"
+
+
+def layer_config(kind: str, redis_url: str, prefix: str) -> dict[str, object]:
+    """CHANNEL_LAYERS for the in-process or the Redis channel layer."""
+    if kind == "memory":
+        return {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    return {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [redis_url], "prefix": f"{prefix}:layer:", "expiry": 10},
+        }
+    }
+
+
+@pytest.fixture(params=["memory", "redis"])
+def channel_layer_kind(
+    request: pytest.FixtureRequest, settings, redis_url: str, redis_prefix: str
+) -> str:
+    """Run the test once with the in-process layer and once with Redis."""
+    settings.CHANNEL_LAYERS = layer_config(request.param, redis_url, redis_prefix)
+    return str(request.param)
