@@ -31,8 +31,13 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
+# With TEST_DATABASE_URL (PostgreSQL) set, the database-facing tests run on it too.
 test: install lint
 	$(BIN)/pytest
+	@if [ -n "$$TEST_DATABASE_URL" ]; then \
+		echo "== integration tests again on PostgreSQL ($$TEST_DATABASE_URL)"; \
+		DATABASE_URL="$$TEST_DATABASE_URL" $(BIN)/pytest tests/integration -q; \
+	fi
 
 unit: install
 	$(BIN)/pytest tests/unit

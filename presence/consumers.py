@@ -279,6 +279,14 @@ class PresenceConsumer(AsyncConsumer):
         self._wake.set()
 
     async def _write_loop(self) -> None:
+        try:
+            await self._write_until_closed()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception("writer of %s failed", self.client_id)
+
+    async def _write_until_closed(self) -> None:
         assert self.outbox is not None
         while True:
             await self._wake.wait()

@@ -149,7 +149,9 @@ class Hub:
 
     def _deliver_local(self, room: LocalRoom, broadcasts: Iterable[Broadcast]) -> None:
         for broadcast in broadcasts:
-            encoded = EncodedMessage.of(broadcast.message)
+            if len(room.members) == (broadcast.exclude in room.members):
+                continue  # nobody else here; skip the encoding
+            encoded = broadcast.encoded()
             for client_id, member in list(room.members.items()):
                 if client_id != broadcast.exclude:
                     member.deliver(encoded, reliable=broadcast.reliable, key=broadcast.volatile_key)
@@ -157,10 +159,7 @@ class Hub:
     async def _publish_remote(self, room_id: str, broadcasts: list[Broadcast]) -> None:
         if self.layer is None or not broadcasts:
             return
-        items = [
-            [b.message.SerializeToString(), b.reliable, b.exclude, b.volatile_key]
-            for b in broadcasts
-        ]
+        items = [[b.encoded().proto, b.reliable, b.exclude, b.volatile_key] for b in broadcasts]
         event = {"type": FANOUT_EVENT, "origin": self.instance_id, "room": room_id, "items": items}
         try:
             await self.layer.group_send(room_group(room_id), event)

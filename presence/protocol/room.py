@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from presence.protocol import core_pb2 as pb
+from presence.protocol.codec import EncodedMessage
 from presence.protocol.codes import ErrorCode
 from presence.protocol.envelope import error_message, stamp
 from presence.protocol.errors import ProtocolError
@@ -93,6 +94,13 @@ class Broadcast:
     exclude: str = ""
     # Volatile messages with the same non-empty key replace each other (latest wins).
     volatile_key: str = ""
+    _encoded: EncodedMessage | None = field(default=None, repr=False, compare=False)
+
+    def encoded(self) -> EncodedMessage:
+        """The message encoded once, however many recipients and processes."""
+        if self._encoded is None:
+            self._encoded = EncodedMessage.of(self.message)
+        return self._encoded
 
 
 @dataclass(slots=True)

@@ -87,9 +87,7 @@ def test_peak_occupancy_never_decreases() -> None:
 
 
 @pytest.mark.django_db(transaction=True)
-@pytest.mark.skipif(
-    connection.vendor != "postgresql", reason="SQLite serialises writers; the race needs PostgreSQL"
-)
+@pytest.mark.postgres  # SQLite serialises writers; runs in the PostgreSQL pass of `make test`
 def test_concurrent_opens_keep_the_highest_peak() -> None:
     Room.objects.create(pk="busy")
     barrier = threading.Barrier(8)

@@ -1,0 +1,222 @@
+"""A tiny GraphWiz client over the ``websockets`` package, as a new user would write it.
+
+Binary frames carry a protobuf ``graphwiz.core.Message`` and text frames its
+proto3 JSON form (PROTOCOL.md section 2). Every wait has a deadline: a missing
+message fails the test in seconds instead of hanging it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+from urllib.parse import urlencode
+
+from google.protobuf import json_format
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+from websockets.typing import Subprotocol
+
+from presence.protocol import pb
+
+T = TypeVar("T")
+
+RECEIVE_TIMEOUT = 5.0
+HTTP_TIMEOUT = 5.0
+ABNORMAL_CLOSURE = (
+    1006  # what a client sees when the TCP connection is dropped without a close frame
+)
+
+# Environment proxies must not reach 127.0.0.1 test servers.
+_http = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def http_get(url: str) -> tuple[int, str, str]:
+    """GET ``url``; return (status, content type, body text)."""
+    try:
+        with _http.open(url, timeout=HTTP_TIMEOUT) as response:
+            body = response.read().decode("utf-8", "replace")
+            return response.status, response.headers.get("Content-Type", ""), body
+    except urllib.error.HTTPError as error:
+        return error.code, error.headers.get("Content-Type", ""), ""
+
+
+class Client:
+    """One WebSocket connection to a room: send and receive ``pb.Message``."""
+
+    def __init__(self, ws: ClientConnection, *, json_frames: bool = False) -> None:
+        self.ws = ws
+        self.json_frames = json_frames
+        self.hello: pb.ServerHello | None = None
+        self.close_code: int | None = None
+
+    @classmethod
+    async def open(
+        cls, url: str, *, subprotocols: Sequence[str] = (), json_frames: bool = False
+    ) -> Client:
+        """Connect without reading anything (for refusals and raw frames)."""
+        ws = await connect(
+            url,
+            subprotocols=[Subprotocol(s) for s in subprotocols] or None,
+            compression=None,  # a plain client; also keeps frame sizes what the test says
+            proxy=None,
+            open_timeout=RECEIVE_TIMEOUT,
+            close_timeout=RECEIVE_TIMEOUT,
+            ping_interval=None,
+        )
+        return cls(ws, json_frames=json_frames)
+
+    @classmethod
+    async def join(
+        cls,
+        ws_url: str,
+        room: str,
+        user: str,
+        *,
+        subprotocols: Sequence[str] = (),
+        json_frames: bool = False,
+        **params: str,
+    ) -> Client:
+        """Connect to ``room`` as ``user`` and read the ``ServerHello``."""
+        query = urlencode({"user_id": user, **params})
+        client = await cls.open(
+            f"{ws_url}/ws/{room}?{query}", subprotocols=subprotocols, json_frames=json_frames
+        )
+        first = await client.recv()
+        assert first.WhichOneof("payload") == "server_hello", first
+        client.hello = first.server_hello
+        return client
+
+    @property
+    def client_id(self) -> str:
+        """The id the server assigned in its ``ServerHello``."""
+        assert self.hello is not None
+        return self.hello.assigned_client_id
+
+    async def send(self, message: pb.Message) -> None:
+        """Send one message in this client's encoding."""
+        if self.json_frames:
+            await self.ws.send(json.dumps(json_format.MessageToDict(message)))
+        else:
+            await self.ws.send(message.SerializeToString())
+
+    async def send_raw(self, frame: bytes | str) -> None:
+        """Send a frame as is (binary for bytes, text for str)."""
+        await self.ws.send(frame)
+
+    async def recv_frame(self) -> bytes | str:
+        """The next frame as received; ``ConnectionClosed`` when the socket closed."""
+        return await asyncio.wait_for(self.ws.recv(), RECEIVE_TIMEOUT)
+
+    async def recv(self) -> pb.Message:
+        """The next message, decoded from either frame kind."""
+        frame = await self.recv_frame()
+        message = pb.Message()
+        if isinstance(frame, bytes):
+            message.ParseFromString(frame)
+        else:
+            json_format.Parse(frame, message)
+        return message
+
+    async def recv_until(
+        self, predicate: Callable[[pb.Message], bool], limit: int = 200
+    ) -> pb.Message:
+        """Skip messages until one matches ``predicate``."""
+        for _ in range(limit):
+            message = await self.recv()
+            if predicate(message):
+                return message
+        raise AssertionError(f"no matching message in {limit}")
+
+    async def recv_kind(self, kind: str) -> pb.Message:
+        """The next message whose payload is ``kind``; others are skipped."""
+        return await self.recv_until(lambda m: m.WhichOneof("payload") == kind)
+
+    async def ping(self, marker: int) -> pb.Message:
+        """Send a ``Ping`` and return the very next message (expected: its ``Pong``)."""
+        await self.send(pb.Message(ping=pb.Ping(client_time_ms=marker)))
+        return await self.recv()
+
+    async def expect_close(self) -> tuple[int, list[pb.Message]]:
+        """Read until the server closes; return its close code and what came before.
+
+        A connection dropped without a close frame reports 1006, as browsers do.
+        """
+        before: list[pb.Message] = []
+        try:
+            for _ in range(200):
+                before.append(await self.recv())
+        except ConnectionClosed as closed:
+            self.close_code = closed.rcvd.code if closed.rcvd is not None else ABNORMAL_CLOSURE
+            return self.close_code, before
+        raise AssertionError("the server did not close the connection")
+
+    async def close(self) -> None:
+        """Close normally (1000) and wait for the server's answer."""
+        await self.ws.close()
+
+    async def __aenter__(self) -> Client:
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        await self.close()
+
+
+def pose(x: float, entity_id: str = "") -> pb.Message:
+    """A ``PositionUpdate`` of the sender's avatar (or ``entity_id``) at (x, 0, 0)."""
+    return pb.Message(
+        position_update=pb.PositionUpdate(
+            entity_id=entity_id,
+            position=pb.Vector3(x=x, y=0.0, z=0.0),
+            rotation=pb.Quaternion(w=1.0),
+        )
+    )
+
+
+def chat(text: str, message_id: str = "") -> pb.Message:
+    """A ``ChatMessage`` with ``text``."""
+    return pb.Message(message_id=message_id, chat_message=pb.ChatMessage(message=text))
+
+
+class ClientPool:
+    """Every client a test opened, closed at the end even when the test failed."""
+
+    def __init__(self) -> None:
+        self.clients: list[Client] = []
+
+    async def open(self, url: str, **kwargs: Any) -> Client:
+        """``Client.open``, remembered for closing."""
+        client = await Client.open(url, **kwargs)
+        self.clients.append(client)
+        return client
+
+    async def join(self, ws_url: str, room: str, user: str, **kwargs: Any) -> Client:
+        """``Client.join``, remembered for closing."""
+        client = await Client.join(ws_url, room, user, **kwargs)
+        self.clients.append(client)
+        return client
+
+    async def aclose(self) -> None:
+        """Close every client still open."""
+        for client in self.clients:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(client.close(), RECEIVE_TIMEOUT)
+
+
+async def eventually(probe: Callable[[], T | None], *, timeout: float = RECEIVE_TIMEOUT) -> T:
+    """Poll ``probe`` until it returns something other than ``None``, within ``timeout``.
+
+    For state without a push signal (a database row); the sleeps between polls are short.
+    """
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        value = probe()
+        if value is not None:
+            return value
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s")
+        await asyncio.sleep(0.05)

@@ -1,0 +1,247 @@
+"""Real servers for the end-to-end tests: daphne (and ``runserver``) child processes.
+
+Each server gets a free port, its own temp dir and SQLite file (migrated with
+``manage.py migrate``), and a log file. A server is "up" when ``GET /health``
+answers 200; start-up is polled against a deadline. When a test fails, the
+tail of every server log it used is attached to its report.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.clients import ClientPool, http_get
+
+PROJECT = Path(__file__).resolve().parents[2]
+PYTHON = Path(sys.executable)
+DAPHNE = PYTHON.parent / "daphne"  # the daphne of whichever venv runs the tests
+MAX_WS_BYTES = 64 * 1024  # PROTOCOL.md section 8; the Makefile passes the same numbers
+START_SECONDS = 30.0  # Django start-up is ~1 s; generous for a loaded CI machine
+STOP_SECONDS = 5.0
+POLL_SECONDS = 0.05
+LOG_TAIL_LINES = 60
+# The parent's environment must not pick the child's database or channel layer.
+SCRUBBED_ENV = ("REDIS_URL", "REDIS_CHANNEL_PREFIX", "DATABASE_URL", "SQLITE_PATH", "ALLOWED_HOSTS")
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def server_env(tmp: Path, *, redis_url: str = "", redis_prefix: str = "") -> dict[str, str]:
+    """The child's environment: its own SQLite file; Redis only when given."""
+    env = {k: v for k, v in os.environ.items() if k not in SCRUBBED_ENV}
+    env.update(
+        DJANGO_SETTINGS_MODULE="graphwiz.settings",
+        SQLITE_PATH=str(tmp / "db.sqlite3"),
+        DEBUG="true",
+        PYTHONUNBUFFERED="1",
+    )
+    if redis_url:
+        env.update(REDIS_URL=redis_url, REDIS_CHANNEL_PREFIX=redis_prefix)
+    return env
+
+
+def daphne_command(port: int) -> list[str]:
+    """``make run``'s daphne command line on ``port``."""
+    return [
+        str(DAPHNE),
+        "-b",
+        "127.0.0.1",
+        "-p",
+        str(port),
+        "--websocket-max-message-size",
+        str(MAX_WS_BYTES),
+        "--websocket-max-frame-size",
+        str(MAX_WS_BYTES),
+        "graphwiz.asgi:application",
+    ]
+
+
+def runserver_command(port: int) -> list[str]:
+    """Django's development server (daphne's, as 'daphne' leads INSTALLED_APPS)."""
+    return [str(PYTHON), "manage.py", "runserver", f"127.0.0.1:{port}", "--noreload"]
+
+
+def migrate(env: dict[str, str]) -> None:
+    """Create the child's database schema."""
+    done = subprocess.run(
+        [str(PYTHON), "manage.py", "migrate", "--noinput"],
+        cwd=PROJECT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"migrate failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
+
+
+@dataclass
+class Server:
+    """A running server process and where to reach it."""
+
+    name: str
+    http_url: str
+    ws_url: str
+    sqlite_path: Path
+    log_path: Path
+    process: subprocess.Popen[bytes] = field(repr=False)
+
+    def log_tail(self, lines: int = LOG_TAIL_LINES) -> str:
+        """The last ``lines`` lines the server wrote."""
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return "(no log)"
+        return "\n".join(text.splitlines()[-lines:])
+
+    def wait_healthy(self, timeout: float = START_SECONDS) -> None:
+        """Poll ``GET /health`` until it answers 200; fail with the log otherwise."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(
+                    f"{self.name} exited with {self.process.returncode}:\n{self.log_tail()}"
+                )
+            try:
+                if http_get(f"{self.http_url}/health")[0] == 200:
+                    return
+            except OSError:
+                pass  # not listening yet
+            time.sleep(POLL_SECONDS)
+        raise RuntimeError(f"{self.name} did not answer /health in {timeout} s:\n{self.log_tail()}")
+
+    def stop(self) -> None:
+        """SIGTERM, wait, then SIGKILL if it did not stop."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=STOP_SECONDS)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=STOP_SECONDS)
+
+
+def start_server(
+    name: str,
+    tmp: Path,
+    command_for: Callable[[int], list[str]],
+    env: dict[str, str],
+    *,
+    migrate_first: bool = True,
+) -> Server:
+    """Migrate, start ``command_for(port)`` on a free port, and wait until it is healthy."""
+    if migrate_first:
+        migrate(env)
+    port = free_port()
+    command = command_for(port)
+    log_path = tmp / f"{name}.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            command, cwd=PROJECT, env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+    server = Server(
+        name=name,
+        http_url=f"http://127.0.0.1:{port}",
+        ws_url=f"ws://127.0.0.1:{port}",
+        sqlite_path=Path(env["SQLITE_PATH"]),
+        log_path=log_path,
+        process=process,
+    )
+    try:
+        server.wait_healthy()
+    except BaseException:
+        server.stop()
+        raise
+    return server
+
+
+@pytest.fixture(scope="module")
+def daphne_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """daphne with the in-process channel layer (no REDIS_URL)."""
+    tmp = tmp_path_factory.mktemp("daphne-memory")
+    server = start_server("daphne-memory", tmp, daphne_command, server_env(tmp))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def redis_daphne_server(
+    tmp_path_factory: pytest.TempPathFactory, redis_url: str
+) -> Iterator[Server]:
+    """daphne with the Redis channel layer, under a key prefix of its own."""
+    tmp = tmp_path_factory.mktemp("daphne-redis")
+    env = server_env(tmp, redis_url=redis_url, redis_prefix=f"gwe2e-{uuid.uuid4().hex[:8]}")
+    server = start_server("daphne-redis", tmp, daphne_command, env)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module", params=["memory", "redis"])
+def daphne_server_per_layer(request: pytest.FixtureRequest) -> Server:
+    """The test runs against daphne with each channel layer in turn."""
+    name = "daphne_server" if request.param == "memory" else "redis_daphne_server"
+    server: Server = request.getfixturevalue(name)
+    return server
+
+
+@pytest.fixture(scope="module")
+def redis_daphne_pair(
+    tmp_path_factory: pytest.TempPathFactory, redis_url: str
+) -> Iterator[tuple[Server, Server]]:
+    """Two daphne instances sharing one Redis prefix and one database."""
+    tmp = tmp_path_factory.mktemp("daphne-pair")
+    env = server_env(tmp, redis_url=redis_url, redis_prefix=f"gwe2e-{uuid.uuid4().hex[:8]}")
+    servers: list[Server] = []
+    try:
+        for name in ("daphne-a", "daphne-b"):
+            servers.append(start_server(name, tmp, daphne_command, env, migrate_first=not servers))
+        yield servers[0], servers[1]
+    finally:
+        for server in servers:
+            server.stop()
+
+
+@pytest.fixture(scope="module")
+def runserver_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """``manage.py runserver --noreload``, as a developer starts it."""
+    tmp = tmp_path_factory.mktemp("runserver")
+    server = start_server("runserver", tmp, runserver_command, server_env(tmp))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+async def clients() -> AsyncIterator[ClientPool]:
+    """Open WebSocket clients through this; they are closed after the test."""
+    pool = ClientPool()
+    yield pool
+    await pool.aclose()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """Attach the log tail of every server a failed test used to its report."""
+    report = yield
+    if report.failed:
+        for value in getattr(item, "funcargs", {}).values():
+            servers = value if isinstance(value, tuple) else (value,)
+            for server in servers:
+                if isinstance(server, Server):
+                    report.sections.append((f"{server.name} log (tail)", server.log_tail()))
+    return report

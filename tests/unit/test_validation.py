@@ -1,0 +1,373 @@
+"""A decoded client message is valid only within FieldLimits (PROTOCOL.md sections 2, 3, 8)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import pytest
+
+from presence.protocol import pb
+from presence.protocol.codec import decode_frame
+from presence.protocol.codes import ErrorCode
+from presence.protocol.errors import BadFrame
+from presence.protocol.validation import CLIENT_PAYLOADS, FieldLimits, validate_client_message
+
+LIMITS = FieldLimits()
+
+
+def _refused(message: pb.Message, limits: FieldLimits = LIMITS) -> ErrorCode:
+    with pytest.raises(BadFrame) as refused:
+        validate_client_message(message, limits)
+    return refused.value.code
+
+
+def _presence_update(data: pb.PresenceData) -> pb.Message:
+    return pb.Message(presence_event=pb.PresenceEvent(event_type=pb.UPDATE, data=data))
+
+
+VALID_CLIENT_MESSAGES: dict[str, pb.Message] = {
+    "client_hello": pb.Message(
+        client_hello=pb.ClientHello(
+            client_id="headset-1",
+            display_name="Ada",
+            auth_token="eyJ.token.sig",
+            requested_room="lobby",
+            avatar_url="https://example.com/ada.glb",
+            avatar_config=pb.AvatarConfig(avatar_id="robot", height=1.7),
+            capabilities=["ack", "batch"],
+        )
+    ),
+    "position_update": pb.Message(
+        position_update=pb.PositionUpdate(
+            position=pb.Vector3(x=1, y=1.6, z=-2), rotation=pb.Quaternion(w=1)
+        )
+    ),
+    "voice_data": pb.Message(voice_data=pb.VoiceData(audio_data=b"\x01" * 160, codec="opus")),
+    "entity_spawn": pb.Message(
+        entity_spawn=pb.EntitySpawn(
+            entity_id="cube-1", template_id="cube", components={"color": "red"}
+        )
+    ),
+    "entity_update": pb.Message(
+        entity_update=pb.EntityUpdate(entity_id="cube-1", components={"color": b"blue"})
+    ),
+    "entity_despawn": pb.Message(entity_despawn=pb.EntityDespawn(entity_id="cube-1")),
+    "chat_message": pb.Message(chat_message=pb.ChatMessage(message="hello\nworld")),
+    "presence_event": _presence_update(pb.PresenceData(display_name="Ada")),
+    "ack": pb.Message(ack=pb.Ack(up_to_seq=3)),
+    "ping": pb.Message(ping=pb.Ping(client_time_ms=1_700_000_000_000)),
+    "kick_player": pb.Message(kick_player=pb.KickPlayer(target_client_id="c2", reason="spam")),
+    "mute_player": pb.Message(mute_player=pb.MutePlayer(target_client_id="c2", muted=True)),
+    "lock_room": pb.Message(lock_room=pb.LockRoom(locked=True, reason="event")),
+}
+
+SERVER_ONLY_MESSAGES: dict[str, pb.Message] = {
+    "server_hello": pb.Message(server_hello=pb.ServerHello(assigned_client_id="c1")),
+    "error": pb.Message(error=pb.Error(code=ErrorCode.FORBIDDEN)),
+    "pong": pb.Message(pong=pb.Pong(client_time_ms=1)),
+    "batch": pb.Message(batch=pb.Batch(messages=[pb.Message(ping=pb.Ping())])),
+    "player_kicked": pb.Message(player_kicked=pb.PlayerKicked(kicked_client_id="c2")),
+    "player_muted": pb.Message(player_muted=pb.PlayerMuted(muted_client_id="c2")),
+    "room_locked": pb.Message(room_locked=pb.RoomLocked(locked=True)),
+}
+
+
+def test_every_payload_is_either_client_or_server_only() -> None:
+    payloads = {f.name for f in pb.Message.DESCRIPTOR.oneofs_by_name["payload"].fields}
+
+    assert set(CLIENT_PAYLOADS) == set(VALID_CLIENT_MESSAGES)
+    assert payloads == set(VALID_CLIENT_MESSAGES) | set(SERVER_ONLY_MESSAGES)
+
+
+@pytest.mark.parametrize("kind", sorted(VALID_CLIENT_MESSAGES))
+def test_client_payload_is_accepted_and_named(kind: str) -> None:
+    assert validate_client_message(VALID_CLIENT_MESSAGES[kind], LIMITS) == kind
+
+
+@pytest.mark.parametrize("kind", sorted(SERVER_ONLY_MESSAGES))
+def test_server_only_payload_from_a_client_is_bad_message(kind: str) -> None:
+    assert _refused(SERVER_ONLY_MESSAGES[kind]) == ErrorCode.BAD_MESSAGE
+
+
+def test_message_without_payload_is_bad_message() -> None:
+    assert _refused(pb.Message(message_id="c-1", timestamp=5)) == ErrorCode.BAD_MESSAGE
+
+
+def test_refusal_is_a_bad_frame_with_a_readable_text() -> None:
+    with pytest.raises(BadFrame) as refused:
+        validate_client_message(SERVER_ONLY_MESSAGES["pong"], LIMITS)
+
+    assert "pong" in refused.value.message
+
+
+# --- field limits: at the limit accepted, one past it TOO_LARGE --------------
+#
+# Each case: (FieldLimits attribute, builder of a message whose bounded field has size n).
+
+
+def _hello(**fields: object) -> pb.Message:
+    return pb.Message(client_hello=pb.ClientHello(**fields))  # type: ignore[arg-type]
+
+
+def _spawn(**fields: object) -> pb.Message:
+    fields.setdefault("entity_id", "e1")
+    return pb.Message(entity_spawn=pb.EntitySpawn(**fields))  # type: ignore[arg-type]
+
+
+def _components(n: int) -> dict[str, str]:
+    return {f"c{i}": "v" for i in range(n)}
+
+
+LIMIT_CASES: list[tuple[str, Callable[[int], pb.Message]]] = [
+    ("display_name", lambda n: _hello(display_name="a" * n)),
+    ("display_name", lambda n: _presence_update(pb.PresenceData(display_name="a" * n))),
+    ("chat_chars", lambda n: pb.Message(chat_message=pb.ChatMessage(message="a" * n))),
+    ("identifier", lambda n: pb.Message(message_id="m" * n, ping=pb.Ping())),
+    (
+        "identifier",
+        lambda n: pb.Message(position_update=pb.PositionUpdate(entity_id="e" * n)),
+    ),
+    ("identifier", lambda n: _spawn(entity_id="e" * n)),
+    ("identifier", lambda n: _spawn(template_id="t" * n)),
+    ("identifier", lambda n: _spawn(components={"k" * n: "v"})),
+    (
+        "identifier",
+        lambda n: pb.Message(entity_update=pb.EntityUpdate(entity_id="e" * n)),
+    ),
+    (
+        "identifier",
+        lambda n: pb.Message(
+            entity_update=pb.EntityUpdate(entity_id="e", components={"k" * n: b""})
+        ),
+    ),
+    (
+        "identifier",
+        lambda n: pb.Message(entity_despawn=pb.EntityDespawn(entity_id="e" * n)),
+    ),
+    ("identifier", lambda n: pb.Message(voice_data=pb.VoiceData(codec="c" * n))),
+    ("identifier", lambda n: _hello(client_id="c" * n)),
+    ("identifier", lambda n: _hello(requested_room="r" * n)),
+    ("identifier", lambda n: _hello(capabilities=["c" * n])),
+    ("identifier", lambda n: _hello(avatar_config=pb.AvatarConfig(avatar_id="a" * n))),
+    ("identifier", lambda n: _hello(avatar_config=pb.AvatarConfig(body_type="b" * n))),
+    ("identifier", lambda n: _hello(avatar_config=pb.AvatarConfig(primary_color="p" * n))),
+    ("identifier", lambda n: _hello(avatar_config=pb.AvatarConfig(secondary_color="s" * n))),
+    (
+        "identifier",
+        lambda n: pb.Message(kick_player=pb.KickPlayer(target_client_id="c" * n)),
+    ),
+    (
+        "identifier",
+        lambda n: pb.Message(mute_player=pb.MutePlayer(target_client_id="c" * n)),
+    ),
+    ("components", lambda n: _spawn(components=_components(n))),
+    (
+        "components",
+        lambda n: pb.Message(
+            entity_update=pb.EntityUpdate(
+                entity_id="e1", components={f"c{i}": b"v" for i in range(n)}
+            )
+        ),
+    ),
+    ("component_bytes", lambda n: _spawn(components={"mesh": "a" * n})),
+    (
+        "component_bytes",
+        lambda n: pb.Message(
+            entity_update=pb.EntityUpdate(entity_id="e1", components={"mesh": b"\xff" * n})
+        ),
+    ),
+    ("voice_bytes", lambda n: pb.Message(voice_data=pb.VoiceData(audio_data=b"\x00" * n))),
+    ("capabilities", lambda n: _hello(capabilities=[f"cap{i}" for i in range(n)])),
+    ("url", lambda n: _hello(avatar_url="u" * n)),
+    ("url", lambda n: _presence_update(pb.PresenceData(avatar_url="u" * n))),
+    ("url", lambda n: _hello(avatar_config=pb.AvatarConfig(custom_model_url="u" * n))),
+    (
+        "url",
+        lambda n: _presence_update(
+            pb.PresenceData(avatar_config=pb.AvatarConfig(custom_model_url="u" * n))
+        ),
+    ),
+    (
+        "reason",
+        lambda n: pb.Message(kick_player=pb.KickPlayer(target_client_id="c", reason="r" * n)),
+    ),
+    (
+        "reason",
+        lambda n: pb.Message(mute_player=pb.MutePlayer(target_client_id="c", reason="r" * n)),
+    ),
+    ("reason", lambda n: pb.Message(lock_room=pb.LockRoom(reason="r" * n))),
+    ("frame_bytes", lambda n: _hello(auth_token="t" * n)),
+]
+LIMIT_IDS = [
+    f"{name}-{build(1).WhichOneof('payload')}-{i}" for i, (name, build) in enumerate(LIMIT_CASES)
+]
+
+
+@pytest.mark.parametrize(("limit", "build"), LIMIT_CASES, ids=LIMIT_IDS)
+def test_field_exactly_at_its_limit_is_accepted(
+    limit: str, build: Callable[[int], pb.Message]
+) -> None:
+    message = build(getattr(LIMITS, limit))
+
+    assert validate_client_message(message, LIMITS) == message.WhichOneof("payload")
+
+
+@pytest.mark.parametrize(("limit", "build"), LIMIT_CASES, ids=LIMIT_IDS)
+def test_field_one_past_its_limit_is_too_large(
+    limit: str, build: Callable[[int], pb.Message]
+) -> None:
+    assert _refused(build(getattr(LIMITS, limit) + 1)) == ErrorCode.TOO_LARGE
+
+
+@pytest.mark.parametrize(("limit", "build"), LIMIT_CASES, ids=LIMIT_IDS)
+def test_field_limit_follows_the_configured_limits(
+    limit: str, build: Callable[[int], pb.Message]
+) -> None:
+    tiny = FieldLimits(**{limit: 3})
+
+    assert validate_client_message(build(3), tiny)
+    assert _refused(build(4), tiny) == ErrorCode.TOO_LARGE
+
+
+@pytest.mark.parametrize(
+    ("limit", "value"),
+    [
+        ("frame_bytes", 64 * 1024),
+        ("display_name", 64),
+        ("chat_chars", 2000),
+        ("identifier", 128),
+        ("components", 64),
+        ("component_bytes", 4096),
+    ],
+)
+def test_default_limits_match_the_contract(limit: str, value: int) -> None:
+    assert getattr(LIMITS, limit) == value
+
+
+def test_spawn_component_limit_counts_utf8_bytes_not_characters() -> None:
+    # FieldLimits.component_bytes is a byte bound (EntityUpdate counts bytes);
+    # 2049 two-byte characters are 4098 bytes.
+    text = "é" * (LIMITS.component_bytes // 2 + 1)
+
+    assert _refused(_spawn(components={"label": text})) == ErrorCode.TOO_LARGE
+
+
+# --- finite floats ----------------------------------------------------------
+
+NON_FINITE = [math.nan, math.inf, -math.inf]
+
+
+@pytest.mark.parametrize("value", NON_FINITE, ids=["nan", "inf", "-inf"])
+@pytest.mark.parametrize("axis", ["x", "y", "z"])
+def test_non_finite_position_is_bad_message(axis: str, value: float) -> None:
+    message = pb.Message(position_update=pb.PositionUpdate(position=pb.Vector3(**{axis: value})))
+
+    assert _refused(message) == ErrorCode.BAD_MESSAGE
+
+
+@pytest.mark.parametrize("value", NON_FINITE, ids=["nan", "inf", "-inf"])
+@pytest.mark.parametrize("axis", ["x", "y", "z", "w"])
+def test_non_finite_rotation_is_bad_message(axis: str, value: float) -> None:
+    message = pb.Message(position_update=pb.PositionUpdate(rotation=pb.Quaternion(**{axis: value})))
+
+    assert _refused(message) == ErrorCode.BAD_MESSAGE
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        pytest.param(pb.PresenceData(position=pb.Vector3(y=math.nan)), id="position"),
+        pytest.param(pb.PresenceData(rotation=pb.Quaternion(w=math.inf)), id="rotation"),
+        pytest.param(
+            pb.PresenceData(avatar_config=pb.AvatarConfig(height=math.nan)), id="avatar-height"
+        ),
+    ],
+)
+def test_non_finite_pose_in_presence_update_is_bad_message(data: pb.PresenceData) -> None:
+    assert _refused(_presence_update(data)) == ErrorCode.BAD_MESSAGE
+
+
+def test_non_finite_avatar_height_in_hello_is_bad_message() -> None:
+    message = _hello(avatar_config=pb.AvatarConfig(height=-math.inf))
+
+    assert _refused(message) == ErrorCode.BAD_MESSAGE
+
+
+def test_non_finite_position_decoded_from_json_is_bad_message() -> None:
+    message = decode_frame('{"positionUpdate": {"position": {"x": "NaN"}}}')
+
+    assert _refused(message) == ErrorCode.BAD_MESSAGE
+
+
+def test_extreme_but_finite_pose_is_accepted() -> None:
+    big = 3.4e38  # close to the float32 maximum
+    message = pb.Message(
+        position_update=pb.PositionUpdate(
+            position=pb.Vector3(x=big, y=-big, z=0), rotation=pb.Quaternion(x=-big, w=big)
+        )
+    )
+
+    assert validate_client_message(message, LIMITS) == "position_update"
+
+
+# --- names: no control characters -------------------------------------------
+
+CONTROL_CHARACTERS = {
+    "nul": "\x00",
+    "newline": "\n",
+    "escape": "\x1b",
+    "del": "\x7f",
+    "zero-width-space": "\u200b",
+    "right-to-left-override": "\u202e",
+}
+
+NAMED_FIELDS: dict[str, Callable[[str], pb.Message]] = {
+    "hello-display_name": lambda s: _hello(display_name=s),
+    "presence-display_name": lambda s: _presence_update(pb.PresenceData(display_name=s)),
+    "hello-client_id": lambda s: _hello(client_id=s),
+    "capability": lambda s: _hello(capabilities=[s]),
+    "message_id": lambda s: pb.Message(message_id=s, ping=pb.Ping()),
+    "entity_id": lambda s: _spawn(entity_id=s),
+    "component-name": lambda s: _spawn(components={s: "v"}),
+    "target_client_id": lambda s: pb.Message(kick_player=pb.KickPlayer(target_client_id=s)),
+}
+
+
+@pytest.mark.parametrize("char", list(CONTROL_CHARACTERS.values()), ids=list(CONTROL_CHARACTERS))
+@pytest.mark.parametrize("field", list(NAMED_FIELDS))
+def test_control_character_in_a_name_is_bad_message(field: str, char: str) -> None:
+    assert _refused(NAMED_FIELDS[field](f"Ada{char}Lovelace")) == ErrorCode.BAD_MESSAGE
+
+
+@pytest.mark.parametrize("name", ["Zoë", "Łukasz", "山田", "Ada 🚀", "O'Brien-Smith"])
+def test_printable_unicode_display_name_is_accepted(name: str) -> None:
+    assert validate_client_message(_hello(display_name=name), LIMITS) == "client_hello"
+
+
+def test_overlong_name_with_control_characters_is_too_large() -> None:
+    # Length is checked first: the cheaper check decides.
+    assert _refused(_hello(display_name="\x00" * 65)) == ErrorCode.TOO_LARGE
+
+
+# --- chat, presence, spawn ----------------------------------------------------
+
+
+@pytest.mark.parametrize("text", ["", " ", "\n\t  "], ids=["empty", "space", "whitespace"])
+def test_empty_chat_is_bad_message(text: str) -> None:
+    assert _refused(pb.Message(chat_message=pb.ChatMessage(message=text))) == ErrorCode.BAD_MESSAGE
+
+
+@pytest.mark.parametrize("event_type", [pb.JOIN, pb.LEAVE], ids=["join", "leave"])
+def test_presence_join_or_leave_from_a_client_is_bad_message(event_type: int) -> None:
+    message = pb.Message(
+        presence_event=pb.PresenceEvent(client_id="c2", event_type=event_type)  # type: ignore[arg-type]
+    )
+
+    assert _refused(message) == ErrorCode.BAD_MESSAGE
+
+
+def test_entity_spawn_without_id_is_bad_message() -> None:
+    message = pb.Message(entity_spawn=pb.EntitySpawn(template_id="cube"))
+
+    assert _refused(message) == ErrorCode.BAD_MESSAGE
