@@ -11,13 +11,13 @@ from collections.abc import Mapping
 from django.core.exceptions import ImproperlyConfigured
 
 _TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off", ""}
+_FALSE = {"0", "false", "no", "off"}
 
 
 def env_bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     """Read ``name`` as a boolean (1/0, true/false, yes/no, on/off)."""
     raw = env.get(name)
-    if raw is None:
+    if raw is None or raw.strip() == "":
         return default
     value = raw.strip().lower()
     if value in _TRUE:

@@ -91,9 +91,11 @@ if REDIS_URL:
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
             "CONFIG": {
-                "hosts": [REDIS_URL],
+                # redis-py 8 times reads out after 5 s, as long as channels_redis's
+                # blocking receive waits: give idle receives room to finish.
+                "hosts": [{"address": REDIS_URL, "socket_timeout": 10}],
                 "prefix": f"{REDIS_CHANNEL_PREFIX}:layer:",
-                "capacity": 1000,
+                "capacity": 10000,
                 "expiry": 10,
             },
         }
@@ -110,6 +112,7 @@ PRESENCE = {
     "METRICS_SAMPLE_SIZE": env_int(ENV, "METRICS_SAMPLE_SIZE", 1000, minimum=1),
     "LATENCY_TRACKING_ENABLED": env_bool(ENV, "LATENCY_TRACKING_ENABLED", True),
     "REDIS_CHANNEL_PREFIX": REDIS_CHANNEL_PREFIX,
+    "TICK_HZ": env_float(ENV, "PRESENCE_TICK_HZ", 20.0, minimum=0.0),
 }
 
 # Daphne's own WebSocket limits, used by `manage.py runserver`; the Makefile

@@ -7,6 +7,7 @@ table, unknown keys rejected, the value cached and rebuilt on
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, fields
 from functools import cache
 from typing import Any
@@ -33,8 +34,9 @@ class PresenceSettings:
     REDIS_CHANNEL_PREFIX: str = "graphwiz"
     BAD_FRAME_LIMIT: int = 10  # consecutive undecodable/invalid frames before 4007
     MAX_FRAME_BYTES: int = 64 * 1024
-    VOLATILE_QUEUE_SIZE: int = 1000  # unsent volatile messages kept per connection
+    VOLATILE_MERGE_LIMIT: int = 4096  # poses kept for a reader that falls behind
     HEARTBEAT_INTERVAL_MS: int = 0  # advertised in ServerHello; 0 = no heartbeat asked
+    TICK_HZ: float = 20.0  # pose fan-out ticks per second per room; 0 = send at once
 
     @property
     def field_limits(self) -> FieldLimits:
@@ -62,9 +64,25 @@ def build(overrides: dict[str, Any]) -> PresenceSettings:
             raise ImproperlyConfigured(
                 f"PRESENCE[{name!r}] must be {expected.__name__}, got {value!r}"
             )
-        if expected in (int, float) and value <= 0 and name != "HEARTBEAT_INTERVAL_MS":
-            raise ImproperlyConfigured(f"PRESENCE[{name!r}] must be positive, got {value!r}")
+        if expected in (int, float):
+            _check_number(name, value)
     return PresenceSettings(**overrides)
+
+
+_MAY_BE_ZERO = {"HEARTBEAT_INTERVAL_MS", "TICK_HZ"}  # 0 means "off"
+_UINT32_MAX = 0xFFFFFFFF
+
+
+def _check_number(name: str, value: float) -> None:
+    if not math.isfinite(value):
+        raise ImproperlyConfigured(f"PRESENCE[{name!r}] must be finite, got {value!r}")
+    if name in _MAY_BE_ZERO:
+        if not 0 <= value <= _UINT32_MAX:
+            raise ImproperlyConfigured(
+                f"PRESENCE[{name!r}] must be 0 to {_UINT32_MAX}, got {value!r}"
+            )
+    elif value <= 0:
+        raise ImproperlyConfigured(f"PRESENCE[{name!r}] must be positive, got {value!r}")
 
 
 @cache

@@ -29,6 +29,7 @@ from presence.conf import PresenceSettings, presence_settings
 from presence.hub import BackendUnavailable, Hub, get_hub
 from presence.protocol import SERVER_VERSION
 from presence.protocol import core_pb2 as pb
+from presence.protocol.batch import TickBatch
 from presence.protocol.codec import EncodedMessage, Encoding, encode, negotiate_encoding
 from presence.protocol.codes import CloseCode, ErrorCode
 from presence.protocol.envelope import error_message, stamp
@@ -39,9 +40,19 @@ from presence.protocol.session import Rejected, Session
 
 logger = logging.getLogger(__name__)
 
+# What waits in a connection's outbox: a reliable message and its seq (0 for
+# direct replies), or one tick's poses.
+OutItem = tuple[EncodedMessage | TickBatch, int]
+BATCH_CAPABILITY = "batch"
+SERVER_CAPABILITIES = (BATCH_CAPABILITY,)
+
 ROOM_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 MAX_QUERY_FIELDS = 16
 CLOSE_FLUSH_SECONDS = 2.0  # how long a closing connection may take to flush
+
+
+class PeerGone(Exception):
+    """The socket closed under a send: a normal race, not an error."""
 
 
 class Refusal(Exception):
@@ -92,12 +103,13 @@ class PresenceConsumer(AsyncConsumer):
         self.session: Session | None = None
         self.hub: Hub | None = None
         self.client_id = ""
-        self.outbox: Outbox[tuple[EncodedMessage, int]] | None = None
+        self.outbox: Outbox[OutItem] | None = None
         self._wake = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
         self._close_code: CloseCode | None = None
         self._db_session_pk: int | None = None
         self._cleaned = False
+        self._accepted = False
         self.messages_out = 0
         self.bytes_out = 0
         try:
@@ -152,7 +164,7 @@ class PresenceConsumer(AsyncConsumer):
         except (Refusal, AuthRefused) as refused:
             await self._refuse(subprotocol, refused.code, refused.close_code, refused.text)
             return
-        await self.base_send({"type": "websocket.accept", "subprotocol": subprotocol})
+        await self._accept(subprotocol)
         await self._join(room_id, identity, display_name, query)
 
     async def _join(
@@ -163,9 +175,7 @@ class PresenceConsumer(AsyncConsumer):
         self.session = Session(
             self.client_id, limits=self.conf.field_limits, bad_frame_limit=self.conf.BAD_FRAME_LIMIT
         )
-        self.outbox = Outbox(
-            max_reliable=self.conf.MESSAGE_QUEUE_SIZE, max_volatile=self.conf.VOLATILE_QUEUE_SIZE
-        )
+        self.outbox = Outbox(max_reliable=self.conf.MESSAGE_QUEUE_SIZE, merge=self._merge_volatile)
         self._writer = asyncio.create_task(
             self._write_loop(), name=f"presence-writer-{self.client_id}"
         )
@@ -191,20 +201,26 @@ class PresenceConsumer(AsyncConsumer):
         hello.server_version = SERVER_VERSION
         hello.session_id = uuid.uuid4().hex
         hello.heartbeat_interval_ms = self.conf.HEARTBEAT_INTERVAL_MS
+        hello.capabilities.extend(SERVER_CAPABILITIES)
         self._queue(stamp(pb.Message(server_hello=hello), now_ms=self.hub.now_ms()))
         logger.info("client %s joined room %s", self.client_id, room_id)
         await self.hub.publish(room_id, joined)
+
+    async def _accept(self, subprotocol: str | None) -> None:
+        await self.base_send({"type": "websocket.accept", "subprotocol": subprotocol})
+        self._accepted = True
 
     async def _refuse(
         self, subprotocol: str | None, code: ErrorCode, close_code: CloseCode, text: str
     ) -> None:
         logger.info("refused a connection: %s (%d)", text, close_code)
-        await self.base_send({"type": "websocket.accept", "subprotocol": subprotocol})
+        await self._accept(subprotocol)
         frame = encode(error_message(code, text, now_ms=0), self.encoding)
         await self._send_frame(frame)
         await self.base_send({"type": "websocket.close", "code": int(close_code)})
         self._close_code = close_code
-        raise StopConsumer
+        # Stay until the server reports the disconnect: returning now can cut
+        # the socket before the client has read the close frame.
 
     # --- steady state ---------------------------------------------------------
 
@@ -253,16 +269,26 @@ class PresenceConsumer(AsyncConsumer):
 
     # --- outbound -------------------------------------------------------------
 
-    def deliver(self, encoded: EncodedMessage, *, reliable: bool, key: str) -> None:
-        """Queue a room message for this connection (called by the hub)."""
+    def deliver_reliable(self, encoded: EncodedMessage) -> None:
+        """Queue a reliable room message, numbered with this session's next seq."""
         if self.outbox is None or self.session is None or self._close_code is not None:
             return
-        seq = self.session.next_seq() if reliable else 0
-        if not self.outbox.push((encoded, seq), reliable=reliable, key=key):
+        if not self.outbox.push((encoded, self.session.next_seq()), reliable=True):
             logger.warning("client %s is too slow; closing 4009", self.client_id)
             self._close(CloseCode.SLOW_CONSUMER)
             return
         self._wake.set()
+
+    def deliver_volatile(self, batch: TickBatch) -> None:
+        """Queue one tick's poses; unsent older poses merge into it (newest wins)."""
+        if self.outbox is None or self._close_code is not None:
+            return
+        self.outbox.push((batch, 0), reliable=False)
+        self._wake.set()
+
+    def _merge_volatile(self, older: OutItem, newer: OutItem) -> OutItem:
+        assert isinstance(older[0], TickBatch) and isinstance(newer[0], TickBatch)
+        return TickBatch.merge(older[0], newer[0], limit=self.conf.VOLATILE_MERGE_LIMIT), 0
 
     def _queue(self, message: pb.Message) -> None:
         """Queue a direct, unnumbered reply (hello, error, ack, pong)."""
@@ -283,6 +309,8 @@ class PresenceConsumer(AsyncConsumer):
             await self._write_until_closed()
         except asyncio.CancelledError:
             raise
+        except PeerGone:
+            logger.info("client %s went away while frames were being sent", self.client_id)
         except Exception:
             logger.exception("writer of %s failed", self.client_id)
 
@@ -293,21 +321,39 @@ class PresenceConsumer(AsyncConsumer):
             self._wake.clear()
             if self._close_code is CloseCode.SLOW_CONSUMER:
                 self.outbox.drain()  # the client resumes; sending more only deepens the backlog
-            for encoded, seq in self.outbox.drain():
-                await self._send_frame(encoded.frame(self.encoding, seq))
+            for item, seq in self.outbox.drain():
+                if isinstance(item, TickBatch):
+                    await self._send_batch(item)
+                else:
+                    await self._send_frame(item.frame(self.encoding, seq))
             if self._close_code is not None:
                 await self.base_send({"type": "websocket.close", "code": int(self._close_code)})
                 await self._leave_room()
                 return
 
+    async def _send_batch(self, batch: TickBatch) -> None:
+        """One Batch frame to clients with the ``batch`` capability, else one frame each."""
+        assert self.session is not None and self.hub is not None
+        if BATCH_CAPABILITY in self.session.capabilities:
+            frame = batch.frame(self.client_id, self.encoding, self.hub.now_ms())
+            if frame is not None:
+                await self._send_frame(frame)
+            return
+        for encoded in batch.for_recipient(self.client_id):
+            await self._send_frame(encoded.frame(self.encoding))
+
     async def _send_frame(self, frame: bytes | str) -> None:
         self.messages_out += 1
         if isinstance(frame, bytes):
             self.bytes_out += len(frame)
-            await self.base_send({"type": "websocket.send", "bytes": frame})
+            event = {"type": "websocket.send", "bytes": frame}
         else:
             self.bytes_out += len(frame.encode("utf-8"))
-            await self.base_send({"type": "websocket.send", "text": frame})
+            event = {"type": "websocket.send", "text": frame}
+        try:
+            await self.base_send(event)
+        except Exception as exc:  # servers raise their own errors for a closed socket
+            raise PeerGone(str(exc)) from exc
 
     async def _fail(self, code: ErrorCode, close_code: CloseCode, text: str) -> None:
         """Error boundary: tell the client, close with ``close_code``, stop."""
@@ -317,7 +363,8 @@ class PresenceConsumer(AsyncConsumer):
                 self._close(close_code)
                 await asyncio.wait_for(asyncio.shield(self._writer), CLOSE_FLUSH_SECONDS)
             else:
-                await self.base_send({"type": "websocket.accept"})
+                if not self._accepted:
+                    await self._accept(None)
                 await self._send_frame(encode(error_message(code, text, now_ms=0), self.encoding))
                 await self.base_send({"type": "websocket.close", "code": int(close_code)})
                 self._close_code = close_code

@@ -1,11 +1,11 @@
 """Rooms of this process and the fan-out between their members.
 
 Each process (each event loop) has one :class:`Hub`. It keeps the state of the
-rooms its members are in, delivers a broadcast to its own members directly,
-encoded once, and hands it to the channel layer group ``room.<id>`` once for
-the other processes. Its one channel-layer channel reads what the others
-publish. A per-room tick (latest pose per entity, one group message per tick)
-replaces :meth:`Hub.publish` without touching the consumer.
+rooms its members are in and delivers to its own members directly: reliable
+messages at once, poses once per room tick as one :class:`TickBatch` (newest
+pose per entity, encoded once). What its members send goes once per tick per
+room to the channel-layer group ``room.<id>``, where the other processes' hubs
+read it through their one channel and deliver it to their own members.
 """
 
 from __future__ import annotations
@@ -16,12 +16,14 @@ import logging
 import time
 import uuid
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any, Protocol
 
-from channels.layers import BaseChannelLayer, get_channel_layer
+from channels.layers import BaseChannelLayer, InMemoryChannelLayer, get_channel_layer
 
+from presence.conf import presence_settings
 from presence.protocol import core_pb2 as pb
+from presence.protocol.batch import Entry, TickBatch
 from presence.protocol.codec import EncodedMessage
 from presence.protocol.room import Broadcast, Outcome, Player, RoomState
 
@@ -29,6 +31,7 @@ logger = logging.getLogger(__name__)
 
 FANOUT_EVENT = "presence.fanout"
 READER_RETRY_SECONDS = 1.0  # back-off when the channel layer fails to deliver
+DEFAULT_TICK_HZ = 20.0
 
 
 class BackendUnavailable(Exception):
@@ -36,12 +39,15 @@ class BackendUnavailable(Exception):
 
 
 class Member(Protocol):
-    """A local connection the hub delivers to."""
+    """A local connection the hub delivers to; both calls only queue, never block."""
 
     client_id: str
 
-    def deliver(self, encoded: EncodedMessage, *, reliable: bool, key: str) -> None:
-        """Queue one message for this connection (never blocks)."""
+    def deliver_reliable(self, encoded: EncodedMessage) -> None:
+        """Queue one reliable message (the member numbers it)."""
+
+    def deliver_volatile(self, batch: TickBatch) -> None:
+        """Queue one tick's volatile messages (the member skips its own)."""
 
 
 def room_group(room_id: str) -> str:
@@ -50,17 +56,46 @@ def room_group(room_id: str) -> str:
 
 
 class LocalRoom:
-    """A room's state and this process's members of it."""
+    """A room's state, this process's members of it, and its unsent poses."""
 
-    __slots__ = ("members", "state")
+    __slots__ = ("members", "pending", "state")
 
     def __init__(self, state: RoomState) -> None:
         self.state = state
         self.members: dict[str, Member] = {}
+        self.pending: list[Broadcast] = []  # volatile, waiting for the next tick
+
+
+def _entries(broadcasts: list[Broadcast]) -> list[Entry]:
+    unkeyed = itertools.count()
+    return [
+        Entry(b.exclude, b.volatile_key or f"#{next(unkeyed)}", b.encoded()) for b in broadcasts
+    ]
+
+
+def _deliver_volatile(room: LocalRoom, broadcasts: list[Broadcast]) -> None:
+    if not broadcasts:
+        return
+    if (
+        len(room.members) == 1
+        and broadcasts[0].exclude in room.members
+        and all(b.exclude == broadcasts[0].exclude for b in broadcasts)
+    ):
+        return  # only the sender is here
+    batch = TickBatch(_entries(broadcasts))
+    for member in list(room.members.values()):
+        member.deliver_volatile(batch)
+
+
+def _deliver_reliable(room: LocalRoom, broadcast: Broadcast) -> None:
+    encoded = broadcast.encoded()
+    for client_id, member in list(room.members.items()):
+        if client_id != broadcast.exclude:
+            member.deliver_reliable(encoded)
 
 
 class Hub:
-    """This process's rooms, local delivery and channel-layer fan-out."""
+    """This process's rooms, local delivery, the tick and channel-layer fan-out."""
 
     def __init__(
         self,
@@ -68,16 +103,21 @@ class Hub:
         *,
         clock: Callable[[], float] = time.time,
         instance_id: str | None = None,
+        tick_hz: float = DEFAULT_TICK_HZ,
     ) -> None:
         self.layer = layer
+        # The in-process layer has no other process to reach: skip the round trip.
+        self.remote = layer is not None and not isinstance(layer, InMemoryChannelLayer)
         self.clock = clock
         self.instance_id = instance_id or uuid.uuid4().hex[:12]
+        self.tick_seconds = 1.0 / tick_hz if tick_hz > 0 else 0.0
         self.rooms: dict[str, LocalRoom] = {}
         self._ids = itertools.count(1)
         self._subscribed: set[str] = set()
         self._subscription_lock = asyncio.Lock()
         self._channel_name: str | None = None
         self._reader: asyncio.Task[None] | None = None
+        self._ticker: asyncio.Task[None] | None = None
 
     def now_ms(self) -> int:
         """The hub clock in milliseconds since the epoch."""
@@ -98,8 +138,8 @@ class Hub:
         """Add ``member`` to the room; return its ``ServerHello`` and the JOIN.
 
         Local members already have the JOIN; the caller queues the hello, then
-        publishes the JOIN to the other processes. Nothing reaches the
-        joiner before its hello: no await lies between registering and returning.
+        publishes the JOIN to the other processes. Nothing reaches the joiner
+        before its hello: no await lies between registering and returning.
         """
         await self._subscribe(room_id)
         room = self.rooms.get(room_id)
@@ -108,15 +148,18 @@ class Hub:
             room = self.rooms[room_id] = LocalRoom(state)
         now_ms = self.now_ms()
         outcome = room.state.join(player, now_ms=now_ms)
+        # Route before registering: poses queued so far are already in the
+        # joiner's snapshot and must not reach it ahead of its hello.
+        due = self._route(room, outcome.broadcasts)
         room.members[member.client_id] = member
+        self._ensure_ticker()
         hello = pb.ServerHello(
             assigned_client_id=player.client_id,
             room_id=room_id,
             host_client_id=room.state.host_client_id,
             initial_state=room.state.world_state(for_client=player.client_id, now_ms=now_ms),
         )
-        self._deliver_local(room, outcome.broadcasts)
-        return hello, outcome.broadcasts
+        return hello, due
 
     async def leave(self, room_id: str, member: Member) -> None:
         """Remove ``member``: LEAVE, despawns and host hand-over reach the others."""
@@ -125,11 +168,12 @@ class Hub:
             return
         del room.members[member.client_id]
         outcome = room.state.leave(member.client_id, now_ms=self.now_ms())
-        self._deliver_local(room, outcome.broadcasts)
+        due = self._route(room, outcome.broadcasts)
         if not room.members:
+            due.extend(self._flush(room))
             del self.rooms[room_id]
         try:
-            await self._publish_remote(room_id, outcome.broadcasts)
+            await self._publish_remote(room_id, due)
         finally:
             if room_id not in self.rooms:
                 await self._unsubscribe(room_id)
@@ -137,28 +181,74 @@ class Hub:
     # --- messages ---------------------------------------------------------
 
     def apply(self, room_id: str, client_id: str, kind: str, message: pb.Message) -> Outcome:
-        """Apply a client message to the room and deliver it locally."""
+        """Apply a client message to the room and deliver what is due locally.
+
+        The returned outcome's ``broadcasts`` are what :meth:`publish` must
+        hand to the other processes now; poses wait for the room's tick.
+        """
         room = self.rooms[room_id]
         outcome = room.state.handle(client_id, kind, message, now_ms=self.now_ms())
-        self._deliver_local(room, outcome.broadcasts)
+        outcome.broadcasts = self._route(room, outcome.broadcasts)
         return outcome
 
     async def publish(self, room_id: str, broadcasts: list[Broadcast]) -> None:
         """Hand ``broadcasts`` to the other processes."""
         await self._publish_remote(room_id, broadcasts)
 
-    def _deliver_local(self, room: LocalRoom, broadcasts: Iterable[Broadcast]) -> None:
+    def _route(self, room: LocalRoom, broadcasts: list[Broadcast]) -> list[Broadcast]:
+        """Deliver locally what is due now; return what to publish now.
+
+        Volatile messages wait for the tick (or go at once without a tick). A
+        reliable message first flushes the poses queued before it, so members
+        see things in the order they happened.
+        """
+        due: list[Broadcast] = []
         for broadcast in broadcasts:
-            if len(room.members) == (broadcast.exclude in room.members):
-                continue  # nobody else here; skip the encoding
-            encoded = broadcast.encoded()
-            for client_id, member in list(room.members.items()):
-                if client_id != broadcast.exclude:
-                    member.deliver(encoded, reliable=broadcast.reliable, key=broadcast.volatile_key)
+            if not broadcast.reliable:
+                room.pending.append(broadcast)
+                continue
+            due.extend(self._flush(room))
+            _deliver_reliable(room, broadcast)
+            due.append(broadcast)
+        if not self.tick_seconds:
+            due.extend(self._flush(room))
+        return due
+
+    def _flush(self, room: LocalRoom) -> list[Broadcast]:
+        """Deliver the room's pending poses as one tick batch; return them."""
+        pending, room.pending = room.pending, []
+        _deliver_volatile(room, pending)
+        return pending
+
+    def _ensure_ticker(self) -> None:
+        if self.tick_seconds and (self._ticker is None or self._ticker.done()):
+            self._ticker = asyncio.create_task(self._tick_loop(), name="presence-hub-tick")
+
+    async def _tick_loop(self) -> None:
+        """Once per tick: each room's newest poses, delivered and published once."""
+        loop = asyncio.get_running_loop()
+        next_at = loop.time()
+        while self.rooms:
+            next_at += self.tick_seconds
+            delay = next_at - loop.time()
+            if delay < 0:  # behind schedule: skip the missed ticks, never burst
+                next_at, delay = loop.time(), 0.0
+            await asyncio.sleep(delay)
+            for room_id, room in list(self.rooms.items()):
+                due = self._flush(room)
+                if not due:
+                    continue
+                try:
+                    await self._publish_remote(room_id, due)
+                except BackendUnavailable:
+                    logger.warning("poses of a room could not reach the other instances")
+
+    # --- other processes ----------------------------------------------------
 
     async def _publish_remote(self, room_id: str, broadcasts: list[Broadcast]) -> None:
-        if self.layer is None or not broadcasts:
+        if not self.remote or not broadcasts:
             return
+        assert self.layer is not None
         items = [[b.encoded().proto, b.reliable, b.exclude, b.volatile_key] for b in broadcasts]
         event = {"type": FANOUT_EVENT, "origin": self.instance_id, "room": room_id, "items": items}
         try:
@@ -172,23 +262,28 @@ class Hub:
         room = self.rooms.get(event.get("room", ""))
         if room is None:
             return
+        volatile: list[Broadcast] = []
         for proto, reliable, exclude, key in event["items"]:
-            encoded = EncodedMessage(proto)
-            for client_id, member in list(room.members.items()):
-                if client_id != exclude:
-                    member.deliver(encoded, reliable=reliable, key=key)
-
-    # --- channel-layer subscription ----------------------------------------
+            broadcast = Broadcast(pb.Message(), reliable, exclude, key)
+            broadcast._encoded = EncodedMessage(proto)
+            if not reliable:
+                volatile.append(broadcast)
+                continue
+            _deliver_volatile(room, volatile)
+            volatile = []
+            _deliver_reliable(room, broadcast)
+        _deliver_volatile(room, volatile)
 
     async def _subscribe(self, room_id: str) -> None:
-        if self.layer is None or room_id in self._subscribed:
+        if not self.remote or room_id in self._subscribed:
             return
+        assert self.layer is not None
         async with self._subscription_lock:
             if room_id in self._subscribed:
                 return
-            if self._channel_name is None:
-                self._channel_name = await self.layer.new_channel(prefix="presence-hub.")
             try:
+                if self._channel_name is None:
+                    self._channel_name = await self.layer.new_channel(prefix="presence-hub.")
                 await self.layer.group_add(room_group(room_id), self._channel_name)
             except Exception as exc:
                 raise BackendUnavailable(str(exc)) from exc
@@ -213,7 +308,12 @@ class Hub:
 
     async def _read(self) -> None:
         assert self.layer is not None and self._channel_name is not None
+        this_task = asyncio.current_task()
         while True:
+            # Python 3.11's wait_for (inside redis-py) can swallow a cancellation
+            # that races with a reply: check for it instead of looping forever.
+            if not self._subscribed or (this_task is not None and this_task.cancelling()):
+                return
             try:
                 event = await self.layer.receive(self._channel_name)
             except asyncio.CancelledError:
@@ -236,5 +336,5 @@ def get_hub() -> Hub:
     loop = asyncio.get_running_loop()
     hub = _hubs.get(loop)
     if hub is None:
-        hub = _hubs[loop] = Hub(get_channel_layer())
+        hub = _hubs[loop] = Hub(get_channel_layer(), tick_hz=presence_settings().TICK_HZ)
     return hub

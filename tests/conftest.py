@@ -129,7 +129,11 @@ def layer_config(kind: str, redis_url: str, prefix: str) -> dict[str, object]:
     return {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [redis_url], "prefix": f"{prefix}:layer:", "expiry": 10},
+            "CONFIG": {
+                "hosts": [{"address": redis_url, "socket_timeout": 10}],
+                "prefix": f"{prefix}:layer:",
+                "expiry": 10,
+            },
         }
     }
 

@@ -83,7 +83,10 @@ def encode(message: pb.Message, encoding: Encoding) -> bytes | str:
     return to_json(message)
 
 
-def _varint(value: int) -> bytes:
+def varint(value: int) -> bytes:
+    """Protobuf base-128 varint of a non-negative integer."""
+    if value < 0:
+        raise ValueError("varint of a negative number")
     out = bytearray()
     while True:
         byte = value & 0x7F
@@ -122,7 +125,7 @@ class EncodedMessage:
     def frame(self, encoding: Encoding, seq: int = 0) -> bytes | str:
         """The frame for one recipient, with ``seq`` set when non-zero."""
         if encoding is Encoding.PROTO:
-            return self.proto + _SEQ_TAG + _varint(seq) if seq else self.proto
+            return self.proto + _SEQ_TAG + varint(seq) if seq else self.proto
         text = self.json
         if not seq:
             return text

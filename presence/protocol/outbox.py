@@ -1,14 +1,19 @@
-"""A connection's outbound buffer: reliable in order, volatile latest-wins.
+"""A connection's outbound buffer: reliable in order, volatile merged.
 
 Reliable items are never dropped: when more than ``max_reliable`` wait,
 :meth:`Outbox.push` reports overflow and the caller closes with 4009.
-Volatile items with the same key replace each other, the newer one moving to
-the back so it never overtakes a reliable message that was queued before it.
+A volatile item (one tick's poses) pushed right behind another unsent volatile
+item is merged into it (newest pose per entity wins), so a member that reads
+slowly gets fewer, newer poses and the buffer stays bounded: volatile items
+only ever sit between reliable ones, at most ``max_reliable + 1`` of them.
+A volatile item is never merged across a reliable one, so nothing overtakes a
+reliable message queued before it.
 """
 
 from __future__ import annotations
 
-from itertools import count
+from collections import deque
+from collections.abc import Callable
 from typing import Generic, TypeVar
 
 Item = TypeVar("Item")
@@ -17,13 +22,16 @@ Item = TypeVar("Item")
 class Outbox(Generic[Item]):
     """Bounded, ordered outbound queue for one connection."""
 
-    def __init__(self, *, max_reliable: int = 1000, max_volatile: int = 1000) -> None:
+    __slots__ = ("_items", "_merge", "_reliable", "max_reliable", "volatile_merged")
+
+    def __init__(
+        self, *, max_reliable: int = 1000, merge: Callable[[Item, Item], Item] | None = None
+    ) -> None:
         self.max_reliable = max_reliable
-        self.max_volatile = max_volatile
-        self._items: dict[object, tuple[bool, Item]] = {}
-        self._unique = count()
+        self._merge = merge
+        self._items: deque[tuple[bool, Item]] = deque()
         self._reliable = 0
-        self.volatile_dropped = 0
+        self.volatile_merged = 0
 
     def __len__(self) -> int:
         return len(self._items)
@@ -33,32 +41,24 @@ class Outbox(Generic[Item]):
         """How many reliable items wait to be sent."""
         return self._reliable
 
-    def push(self, item: Item, *, reliable: bool, key: str = "") -> bool:
+    def push(self, item: Item, *, reliable: bool) -> bool:
         """Queue ``item``; ``False`` means the reliable bound was crossed."""
         if reliable:
             if self._reliable >= self.max_reliable:
                 return False
             self._reliable += 1
-            self._items[next(self._unique)] = (True, item)
+            self._items.append((True, item))
             return True
-        slot: object = ("v", key) if key else next(self._unique)
-        if self._items.pop(slot, None) is not None:
-            self.volatile_dropped += 1
-        elif len(self._items) - self._reliable >= self.max_volatile:
-            self._drop_oldest_volatile()
-        self._items[slot] = (False, item)
+        if self._items and not self._items[-1][0]:
+            _, older = self._items.pop()
+            self.volatile_merged += 1
+            item = self._merge(older, item) if self._merge else item
+        self._items.append((False, item))
         return True
-
-    def _drop_oldest_volatile(self) -> None:
-        for slot, (reliable, _) in self._items.items():
-            if not reliable:
-                del self._items[slot]
-                self.volatile_dropped += 1
-                return
 
     def drain(self) -> list[Item]:
         """Take everything queued, oldest first."""
-        items = [item for _, item in self._items.values()]
+        items = [item for _, item in self._items]
         self._items.clear()
         self._reliable = 0
         return items

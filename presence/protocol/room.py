@@ -253,6 +253,8 @@ class RoomState:
             raise ProtocolError(ErrorCode.TOO_LARGE, "the room holds its maximum of entities")
         if owned >= self._limits.entities_per_client:
             raise ProtocolError(ErrorCode.TOO_LARGE, "you own the maximum number of entities")
+        if len(spawn.components) > self._limits.components_per_entity:
+            raise ProtocolError(ErrorCode.TOO_LARGE, "entity has too many components")
         spawn.owner_id = client_id
         self.entities[spawn.entity_id] = Entity(
             entity_id=spawn.entity_id,

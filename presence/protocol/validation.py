@@ -64,7 +64,8 @@ def _check_length(value: str, limit: int, name: str) -> None:
 
 def _check_name(value: str, limit: int, name: str) -> None:
     _check_length(value, limit, name)
-    if any(unicodedata.category(ch) in ("Cc", "Cf") for ch in value):
+    # Control and format characters, except the joiner inside emoji sequences.
+    if any(unicodedata.category(ch) in ("Cc", "Cf") and ch != "\u200d" for ch in value):
         raise _bad(f"{name} contains control characters")
 
 
@@ -95,7 +96,8 @@ def _check_components(components: object, limits: FieldLimits) -> None:
         raise _too_large(f"more than {limits.components} components")
     for key, value in items:
         _check_name(key, limits.identifier, "component name")
-        if len(value) > limits.component_bytes:
+        size = len(value.encode("utf-8")) if isinstance(value, str) else len(value)
+        if size > limits.component_bytes:
             raise _too_large(f"component {key[:32]!r} larger than {limits.component_bytes} bytes")
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Sequence
@@ -27,9 +26,8 @@ T = TypeVar("T")
 
 RECEIVE_TIMEOUT = 5.0
 HTTP_TIMEOUT = 5.0
-ABNORMAL_CLOSURE = (
-    1006  # what a client sees when the TCP connection is dropped without a close frame
-)
+# What a client reports when the TCP connection is dropped without a close frame.
+ABNORMAL_CLOSURE = 1006
 
 # Environment proxies must not reach 127.0.0.1 test servers.
 _http = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -48,16 +46,12 @@ def http_get(url: str) -> tuple[int, str, str]:
 class Client:
     """One WebSocket connection to a room: send and receive ``pb.Message``."""
 
-    def __init__(self, ws: ClientConnection, *, json_frames: bool = False) -> None:
+    def __init__(self, ws: ClientConnection) -> None:
         self.ws = ws
-        self.json_frames = json_frames
-        self.hello: pb.ServerHello | None = None
-        self.close_code: int | None = None
+        self._hello: pb.ServerHello | None = None
 
     @classmethod
-    async def open(
-        cls, url: str, *, subprotocols: Sequence[str] = (), json_frames: bool = False
-    ) -> Client:
+    async def open(cls, url: str, *, subprotocols: Sequence[str] = ()) -> Client:
         """Connect without reading anything (for refusals and raw frames)."""
         ws = await connect(
             url,
@@ -68,7 +62,7 @@ class Client:
             close_timeout=RECEIVE_TIMEOUT,
             ping_interval=None,
         )
-        return cls(ws, json_frames=json_frames)
+        return cls(ws)
 
     @classmethod
     async def join(
@@ -78,31 +72,30 @@ class Client:
         user: str,
         *,
         subprotocols: Sequence[str] = (),
-        json_frames: bool = False,
         **params: str,
     ) -> Client:
         """Connect to ``room`` as ``user`` and read the ``ServerHello``."""
         query = urlencode({"user_id": user, **params})
-        client = await cls.open(
-            f"{ws_url}/ws/{room}?{query}", subprotocols=subprotocols, json_frames=json_frames
-        )
+        client = await cls.open(f"{ws_url}/ws/{room}?{query}", subprotocols=subprotocols)
         first = await client.recv()
         assert first.WhichOneof("payload") == "server_hello", first
-        client.hello = first.server_hello
+        client._hello = first.server_hello
         return client
+
+    @property
+    def hello(self) -> pb.ServerHello:
+        """The ``ServerHello`` this client joined with."""
+        assert self._hello is not None, "not joined"
+        return self._hello
 
     @property
     def client_id(self) -> str:
         """The id the server assigned in its ``ServerHello``."""
-        assert self.hello is not None
         return self.hello.assigned_client_id
 
     async def send(self, message: pb.Message) -> None:
-        """Send one message in this client's encoding."""
-        if self.json_frames:
-            await self.ws.send(json.dumps(json_format.MessageToDict(message)))
-        else:
-            await self.ws.send(message.SerializeToString())
+        """Send one message as a binary protobuf frame."""
+        await self.ws.send(message.SerializeToString())
 
     async def send_raw(self, frame: bytes | str) -> None:
         """Send a frame as is (binary for bytes, text for str)."""
@@ -151,19 +144,13 @@ class Client:
             for _ in range(200):
                 before.append(await self.recv())
         except ConnectionClosed as closed:
-            self.close_code = closed.rcvd.code if closed.rcvd is not None else ABNORMAL_CLOSURE
-            return self.close_code, before
+            code = closed.rcvd.code if closed.rcvd is not None else ABNORMAL_CLOSURE
+            return code, before
         raise AssertionError("the server did not close the connection")
 
     async def close(self) -> None:
         """Close normally (1000) and wait for the server's answer."""
         await self.ws.close()
-
-    async def __aenter__(self) -> Client:
-        return self
-
-    async def __aexit__(self, *exc_info: Any) -> None:
-        await self.close()
 
 
 def pose(x: float, entity_id: str = "") -> pb.Message:

@@ -71,16 +71,19 @@ def browser_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         "SQLITE_PATH": str(workdir / "db.sqlite3"),
         "DEBUG": "true",
     }
-    # One process with the in-process channel layer and SQLite: nothing shared.
-    for name in ("DATABASE_URL", "REDIS_URL"):
+    # One process with the in-process channel layer and SQLite: nothing shared;
+    # the default ALLOWED_HOSTS admit 127.0.0.1 (HTTP Host and WebSocket Origin).
+    for name in ("DATABASE_URL", "REDIS_URL", "REDIS_CHANNEL_PREFIX", "ALLOWED_HOSTS"):
         env.pop(name, None)
-    subprocess.run(
+    migrated = subprocess.run(
         [str(bin_dir / "python"), "manage.py", "migrate", "--noinput"],
         cwd=project,
         env=env,
-        check=True,
         capture_output=True,
+        text=True,
     )
+    if migrated.returncode != 0:
+        pytest.fail(f"manage.py migrate failed:\n{migrated.stdout}{migrated.stderr}")
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     log_path = workdir / "daphne.log"

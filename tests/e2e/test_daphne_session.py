@@ -5,6 +5,7 @@ Each test uses a room of its own, so tests can share one server per module.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 from pathlib import Path
@@ -26,7 +27,7 @@ MESSAGE_TOO_BIG = 1009
 
 def read_row(db: Path, sql: str, *params: Any) -> sqlite3.Row | None:
     """One row from the server's SQLite file, read-only (the server keeps writing)."""
-    with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as conn:
+    with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)) as conn:
         conn.row_factory = sqlite3.Row
         row: sqlite3.Row | None = conn.execute(sql, params).fetchone()
         return row
@@ -54,8 +55,6 @@ async def test_two_clients_meet_and_share_a_whole_session(
     )
 
     await alice.send(pose(2.5))
-    # A Ping right behind the pose: an echo of the pose would arrive before the Pong.
-    assert (await alice.ping(42)).pong.client_time_ms == 42
     moved = await bob.recv()
     assert moved.type == pb.POSITION_UPDATE
     assert (moved.sender_id, moved.position_update.position.x, moved.seq) == (
@@ -63,6 +62,8 @@ async def test_two_clients_meet_and_share_a_whole_session(
         2.5,
         0,
     )
+    # Bob has the pose, so an echo to Alice would already be queued ahead of her Pong.
+    assert (await alice.ping(42)).pong.client_time_ms == 42
 
     await bob.send(chat("hello alice"))
     said = await alice.recv()
@@ -129,7 +130,9 @@ async def test_json_client_via_subprotocol(daphne_server: Server, clients: Clien
     assert moved["positionUpdate"]["position"]["x"] == 4.0
 
 
-@pytest.mark.parametrize("room", ["bad%20room", "x" * 65, "a/b", ""])
+@pytest.mark.parametrize(
+    "room", ["bad%20room", "x" * 65, "a/b", ""], ids=["space", "65-chars", "slash", "empty"]
+)
 async def test_invalid_room_id_gets_close_4400(
     daphne_server: Server, clients: ClientPool, room: str
 ) -> None:

@@ -10,6 +10,7 @@ from channels_redis.core import RedisChannelLayer
 
 from presence.hub import Hub
 from presence.protocol import pb
+from presence.protocol.batch import TickBatch
 from presence.protocol.codec import EncodedMessage
 from presence.protocol.room import Player
 from tests.wsclient import pose
@@ -24,8 +25,12 @@ class RecordingMember:
         self.client_id = client_id
         self.inbox: asyncio.Queue[tuple[pb.Message, bool]] = asyncio.Queue()
 
-    def deliver(self, encoded: EncodedMessage, *, reliable: bool, key: str) -> None:
-        self.inbox.put_nowait((pb.Message.FromString(encoded.proto), reliable))
+    def deliver_reliable(self, encoded: EncodedMessage) -> None:
+        self.inbox.put_nowait((pb.Message.FromString(encoded.proto), True))
+
+    def deliver_volatile(self, batch: TickBatch) -> None:
+        for encoded in batch.for_recipient(self.client_id):
+            self.inbox.put_nowait((pb.Message.FromString(encoded.proto), False))
 
     async def next(self) -> pb.Message:
         message, _ = await asyncio.wait_for(self.inbox.get(), DELIVERY_TIMEOUT)
@@ -34,7 +39,8 @@ class RecordingMember:
 
 @pytest.fixture
 async def two_hubs(redis_url: str, redis_prefix: str) -> AsyncIterator[tuple[Hub, Hub]]:
-    layer = RedisChannelLayer(hosts=[redis_url], prefix=f"{redis_prefix}:layer:", expiry=10)
+    hosts = [{"address": redis_url, "socket_timeout": 10}]
+    layer = RedisChannelLayer(hosts=hosts, prefix=f"{redis_prefix}:layer:", expiry=10)
     hubs = (Hub(layer, instance_id="hub-a"), Hub(layer, instance_id="hub-b"))
     yield hubs
     for hub in hubs:

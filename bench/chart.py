@@ -1,0 +1,90 @@
+"""The sweep as a PNG: delivered updates/s and p99 latency per target and sweep.
+
+matplotlib (Agg backend, no display) is imported only here and only when a
+chart is written; without it the benchmark still runs and says so.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from bench.report import SWEEPS
+
+COLORS = {"a": "#555555", "daphne": "#1f77b4", "uvicorn": "#2ca02c"}
+
+
+def _color(target: str) -> str:
+    return COLORS.get(target.split("+")[0], "#d62728")
+
+
+def write_chart(results: dict[str, Any], path: Path) -> Path | None:
+    """Draw every sweep of ``results`` into ``path``; ``None`` if matplotlib is missing."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        from matplotlib.ticker import FuncFormatter
+    except ImportError:
+        return None
+    targets = results["targets"]
+    sweeps = [
+        name
+        for name in SWEEPS
+        if any(s["sweep"] == name for t in targets.values() for s in t.get("scenarios", []))
+    ]
+    if not sweeps:
+        return None
+    fig, axes = plt.subplots(2, len(sweeps), figsize=(5 * len(sweeps), 7), squeeze=False)
+    for column, sweep in enumerate(sweeps):
+        top, bottom = axes[0][column], axes[1][column]
+        members, title = SWEEPS[sweep]
+        x_key = "members" if members is None else "rooms"
+        for name, target in targets.items():
+            rows = sorted(
+                (s for s in target.get("scenarios", []) if s["sweep"] == sweep),
+                key=lambda s: s[x_key],
+            )
+            if not rows:
+                continue
+            xs = [s[x_key] for s in rows]
+            color = _color(name)
+            top.plot(xs, [s["updates_per_s"] for s in rows], "-", color=color, label=name)
+            bottom.plot(
+                xs, [s["p99_ms"] or float("nan") for s in rows], "-", color=color, label=name
+            )
+            for s, x in zip(rows, xs, strict=True):
+                face = color if s["ok"] else "white"
+                top.plot([x], [s["updates_per_s"]], "o", color=color, markerfacecolor=face)
+                if s["p99_ms"]:
+                    bottom.plot([x], [s["p99_ms"]], "o", color=color, markerfacecolor=face)
+        top.set_title(f"{title} @ {results['meta']['plan']['hz']:g} Hz")
+        top.set_ylabel("updates delivered / s")
+        top.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v / 1000:g}k"))
+        top.grid(alpha=0.3)
+        top.legend(fontsize="small")
+        limits = {
+            s["p99_limit_ms"]
+            for t in targets.values()
+            for s in t.get("scenarios", [])
+            if s["sweep"] == sweep and s.get("p99_limit_ms")
+        }
+        for limit in sorted(limits):
+            bottom.axhline(
+                limit, color="#d62728", linestyle="--", linewidth=1, label=f"{limit:g} ms"
+            )
+        bottom.set_yscale("log")
+        bottom.set_xlabel("members in the room" if members is None else f"rooms of {members}")
+        bottom.set_ylabel("p99 latency (ms)")
+        bottom.grid(alpha=0.3)
+        bottom.legend(fontsize="small")
+    meta = results["meta"]
+    fig.suptitle(
+        f"GraphWiz presence fan-out vs baseline a — {meta['machine']}; hollow = not sustained",
+        fontsize="medium",
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

@@ -1,0 +1,371 @@
+"""``python -m bench``: baseline a and the service under the same load, one table.
+
+For each target (a, then the service under daphne and/or uvicorn) the runner
+starts the server, measures KB per idle connection and connects per second,
+then sweeps pose fan-out at ``--hz``: rooms of 10 and rooms of 30 with the
+number of rooms doubling until delivery drops below 99% or p99 passes the
+threshold (then one bisection step), and one room with a growing member
+count. Every loop is bounded in steps, clients and time; every child process
+is stopped on exit, Ctrl-C or error. Results go to ``<out>/results.json`` and
+``<out>/sweep.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib.metadata
+import json
+import os
+import platform
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from bench import report
+from bench.chart import write_chart
+from bench.loadgen import GeneratorError, GeneratorPool
+from bench.measure import SAT_P99_MS, Plan, TargetRun, log_line
+from bench.procstat import host_jiffies
+from bench.servers import (
+    PROJECT,
+    SERVERS,
+    ServerError,
+    ServerProcess,
+    free_port,
+    migrate,
+    relay_command,
+    service_command,
+    service_env,
+)
+
+REDIS_HOSTS = ("127.0.0.1", "localhost")
+BUSY_HOST_PCT = 25.0  # other work above this share of a core before the run: warn
+VERSIONED = ("websockets", "daphne", "uvicorn", "channels", "channels-redis", "Django", "protobuf")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    add = parser.add_argument
+    add(
+        "--quick", action="store_true", help="one small scenario per target (~20 s; the test suite)"
+    )
+    add("--out", default="bench-results", help="folder for results.json, sweep.png and server logs")
+    add("--server", default="daphne", help="daphne, uvicorn, or both: daphne,uvicorn")
+    add(
+        "--layer", choices=("memory", "redis"), default="memory", help="the service's channel layer"
+    )
+    add(
+        "--redis-url",
+        default="redis://127.0.0.1:6379/12",
+        help="with --layer redis (127.0.0.1 only)",
+    )
+    add("--no-baseline", action="store_true", help="skip baseline a (no ratios)")
+    add("--hz", type=float, default=20.0, help="pose updates per client per second")
+    add(
+        "--tick-ms",
+        type=float,
+        default=50.0,
+        help="the service's tick; the p99 goal is tick + 10 ms",
+    )
+    add(
+        "--p99-ms",
+        type=float,
+        default=None,
+        help="one-room sweep: p99 limit of a sustained size (default tick + 10)",
+    )
+    add(
+        "--sat-p99-ms",
+        type=float,
+        default=SAT_P99_MS,
+        help="room sweeps: p99 above this means saturation (queues growing)",
+    )
+    add("--warmup", type=float, default=None, help="seconds of load before the window")
+    add("--duration", type=float, default=None, help="seconds of the measurement window")
+    add("--drain", type=float, default=None, help="seconds to keep receiving after the window")
+    add("--members", default="50,100,150,200", help="one-room sweep sizes")
+    add("--rooms10-start", type=int, default=2, help="first number of rooms of 10")
+    add("--rooms30-start", type=int, default=1, help="first number of rooms of 30")
+    add("--refine", type=int, default=1, help="bisection steps after a sweep saturates")
+    add("--max-clients", type=int, default=1500, help="no scenario opens more connections")
+    add("--idle", type=int, default=None, help="connections for the KB-per-idle-connection test")
+    add("--connects", type=int, default=None, help="connections for the connects-per-second test")
+    add("--connect-concurrency", type=int, default=100, help="connection attempts in flight")
+    add("--workers", type=int, default=2, help="load generator processes")
+    add("--no-batch", action="store_true", help="do not announce the 'batch' capability")
+    add("--budget", type=float, default=420.0, help="seconds per target before sweeps stop early")
+    add("--server-env", action="append", default=[], metavar="KEY=VALUE", help="extra service env")
+    return parser.parse_args(argv)
+
+
+def make_plan(args: argparse.Namespace) -> Plan:
+    """Defaults that depend on ``--quick``."""
+    quick = args.quick
+
+    def pick(value: float | None, full: float, short: float) -> float:
+        return value if value is not None else (short if quick else full)
+
+    return Plan(
+        quick=quick,
+        hz=args.hz,
+        tick_ms=args.tick_ms,
+        p99_ms=args.p99_ms if args.p99_ms is not None else args.tick_ms + 10,
+        sat_p99_ms=args.sat_p99_ms,
+        warmup=pick(args.warmup, 1.0, 0.5),
+        duration=pick(args.duration, 3.0, 1.5),
+        drain=pick(args.drain, 0.5, 0.3),
+        members=sorted({int(m) for m in args.members.split(",") if m.strip()}),
+        rooms10_start=max(1, args.rooms10_start),
+        rooms30_start=max(1, args.rooms30_start),
+        refine=max(0, args.refine),
+        max_clients=max(2, args.max_clients),
+        idle=int(pick(args.idle, 1000, 50)),
+        connects=int(pick(args.connects, 500, 50)),
+        connect_concurrency=max(1, args.connect_concurrency),
+        batch=not args.no_batch,
+        budget_s=args.budget,
+    )
+
+
+def _server_list(raw: str) -> list[str]:
+    servers = [s.strip() for s in raw.split(",") if s.strip()]
+    unknown = [s for s in servers if s not in SERVERS]
+    if unknown or not servers:
+        raise SystemExit(f"--server: choose from {', '.join(SERVERS)} (got {raw!r})")
+    return servers
+
+
+def _extra_env(pairs: list[str]) -> dict[str, str]:
+    env = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"--server-env wants KEY=VALUE, got {pair!r}")
+        env[key] = value
+    return env
+
+
+def _check_redis(url: str) -> None:
+    if urlparse(url).hostname not in REDIS_HOSTS:
+        raise SystemExit(f"--redis-url must point at 127.0.0.1, got {url!r}")
+    import redis
+
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=1.0).ping()
+    except redis.RedisError as exc:
+        raise SystemExit(f"no Redis answers at {url}: {exc}") from None
+
+
+def _delete_redis_keys(url: str, prefix: str) -> None:
+    """Remove what the service left under its unique prefix (bounded scan)."""
+    import redis
+
+    with contextlib.suppress(redis.RedisError):
+        client = redis.Redis.from_url(url, socket_connect_timeout=1.0)
+        cursor = 0
+        for _ in range(10_000):
+            cursor, keys = client.scan(cursor, match=f"{prefix}:*", count=1000)
+            if keys:
+                client.delete(*keys)
+            if cursor == 0:
+                break
+        client.close()
+
+
+def _raise_open_files_limit() -> None:
+    """Idle and connect tests open thousands of sockets; children inherit the limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = hard if hard != resource.RLIM_INFINITY else 65536
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # SIGTERM cleans up like Ctrl-C
+
+
+def host_busy_pct(seconds: float) -> float:
+    """How busy the machine is before we load it (100% = one core)."""
+    busy0, total0 = host_jiffies()
+    time.sleep(seconds)
+    busy1, total1 = host_jiffies()
+    total = total1 - total0
+    return (busy1 - busy0) / total * 100 * (os.cpu_count() or 1) if total else 0.0
+
+
+def _git(*args: str) -> str:
+    try:
+        done = subprocess.run(
+            ["git", *args], cwd=PROJECT, capture_output=True, text=True, timeout=10, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    return done.stdout.strip()
+
+
+def _meta(args: argparse.Namespace, plan: Plan) -> dict[str, Any]:
+    versions: dict[str, str | None] = {}
+    for name in (*VERSIONED, "matplotlib"):
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = None
+    commit = _git("rev-parse", "--short", "HEAD")
+    dirty = bool(_git("status", "--porcelain", "--untracked-files=no"))
+    plan_fields = {k: v for k, v in vars(plan).items() if k != "tags"}
+    return {
+        "started": datetime.now(UTC).isoformat(timespec="seconds"),
+        "command": "python -m bench " + " ".join(sys.argv[1:]),
+        "python": platform.python_version(),
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Linux {platform.release()}",
+        "git_commit": commit or None,
+        "git_dirty": dirty,  # the service measured may include uncommitted changes
+        "versions": versions,
+        "plan": plan_fields,
+        "server": args.server,
+        "layer": args.layer,
+        "workers": args.workers,
+    }
+
+
+def bench_target(
+    result: dict[str, Any],
+    name: str,
+    server_kind: str | None,
+    pool: GeneratorPool,
+    plan: Plan,
+    args: argparse.Namespace,
+    out: Path,
+    tmp: Path,
+    begin: float,
+) -> None:
+    """Start one target, measure it into ``result`` (filled as it goes), stop it."""
+    port = free_port()
+    log_path = out / "logs" / f"{name.replace('+', '-')}.log"
+    redis_prefix = ""
+    if server_kind is None:
+        server = ServerProcess(name, port, relay_command(port), dict(os.environ), log_path, False)
+    else:
+        (tmp / name).mkdir(parents=True, exist_ok=True)
+        redis_url = args.redis_url if args.layer == "redis" else ""
+        redis_prefix = f"bench-{uuid.uuid4().hex[:12]}" if redis_url else ""
+        env = service_env(
+            tmp / name,
+            redis_url=redis_url,
+            redis_prefix=redis_prefix,
+            extra=_extra_env(args.server_env),
+        )
+        log_line(begin, f"{name:<14} migrating a fresh SQLite database")
+        migrate(env)
+        server = ServerProcess(name, port, service_command(server_kind, port), env, log_path, True)
+    result["command"] = " ".join(
+        Path(server.command[0]).name if i == 0 else a for i, a in enumerate(server.command)
+    )
+    log_line(begin, f"{name:<14} starting: {result['command']}")
+    run = TargetRun(name, server, pool, plan, begin)
+    result["scenarios"] = run.scenarios  # filled in place: partial results survive an error
+    try:
+        server.start()
+        run.warm()
+        result["idle"] = run.idle()
+        result["connects"] = run.connects()
+        if plan.quick:
+            run.scenario("quick", 2, 5)
+        else:
+            run.sweep_rooms("rooms10", 10, plan.rooms10_start)
+            run.sweep_rooms("rooms30", 30, plan.rooms30_start)
+            run.sweep_members()
+    finally:
+        server.stop()
+        if redis_prefix:
+            _delete_redis_keys(args.redis_url, redis_prefix)
+
+
+def finish(results: dict[str, Any], plan: Plan, begin: float) -> None:
+    """Summaries, ratios to a and goals, added to ``results`` in place."""
+    targets = results["targets"]
+    for target in targets.values():
+        if "scenarios" in target:
+            target["summary"] = report.summarize(target)
+    report.add_ratios(targets)
+    results["goals"] = [] if plan.quick else report.goals(targets)
+    results["meta"]["duration_s"] = round(time.monotonic() - begin, 1)
+
+
+def write_json(results: dict[str, Any], path: Path) -> None:
+    """Write ``results`` atomically (a reader never sees half a file)."""
+    partial = path.with_suffix(".json.tmp")
+    partial.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    partial.replace(path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark; 0 when every target was measured, 1 on errors, 130 on Ctrl-C."""
+    args = parse_args(argv)
+    plan = make_plan(args)
+    servers = _server_list(args.server)
+    if args.layer == "redis":
+        _check_redis(args.redis_url)
+    suffix = "+redis" if args.layer == "redis" else ""
+    targets: list[tuple[str, str | None]] = [] if args.no_baseline else [(report.BASELINE, None)]
+    targets += [(f"{kind}{suffix}", kind) for kind in servers]
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    _raise_open_files_limit()
+    signal.signal(signal.SIGTERM, _interrupt)
+    begin = time.monotonic()
+    results: dict[str, Any] = {"meta": _meta(args, plan), "targets": {}, "goals": []}
+    tmp = Path(tempfile.mkdtemp(prefix="graphwiz-bench-"))
+    pool: GeneratorPool | None = None
+    status = 0
+    try:
+        busy = host_busy_pct(0.5 if plan.quick else 1.0)
+        results["meta"]["host_busy_before_pct"] = round(busy, 1)
+        if busy > BUSY_HOST_PCT:
+            log_line(begin, f"warning: the host is already {busy:.0f}% busy: numbers will be noisy")
+        log_line(begin, f"starting {args.workers} load generator workers")
+        pool = GeneratorPool(args.workers, time.monotonic_ns())
+        for name, kind in targets:
+            result: dict[str, Any] = {}
+            results["targets"][name] = result
+            try:
+                bench_target(result, name, kind, pool, plan, args, out, tmp, begin)
+            except (ServerError, GeneratorError, OSError) as exc:
+                status = 1
+                result["error"] = f"{type(exc).__name__}: {exc}"
+                log_line(begin, f"{name:<14} ERROR {result['error']}")
+                # The workers may be mid-command or hold connections to a dead server.
+                pool.shutdown()
+                pool = GeneratorPool(args.workers, time.monotonic_ns())
+            write_json(results, out / "results.json")
+        finish(results, plan, begin)
+        write_json(results, out / "results.json")
+        chart = write_chart(results, out / "sweep.png")
+        print(flush=True)
+        for line in report.render(results):
+            print(line)
+        print(
+            f"\nresults: {out / 'results.json'}"
+            + (f", chart: {chart}" if chart else " (no chart: matplotlib missing)")
+        )
+        print(f"took {results['meta']['duration_s']:.0f} s", flush=True)
+    except KeyboardInterrupt:
+        print("\ninterrupted: stopping the servers and the load generator", flush=True)
+        results["meta"]["interrupted"] = True
+        write_json(results, out / "results.json")  # what was measured so far
+        status = 130
+    finally:
+        if pool is not None:
+            pool.shutdown()
+        shutil.rmtree(tmp, ignore_errors=True)
+    return status

@@ -1,0 +1,226 @@
+"""The benchmarked servers as child processes: baseline a, daphne, uvicorn.
+
+Each gets a free port on 127.0.0.1, a log file in the output folder, its own
+process group (so a stop reaches everything it started) and, for the service,
+its own SQLite file migrated before start. A server is up when it accepts TCP
+(the relay) or answers ``GET /health`` with 200 (the service).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench import procstat
+
+PROJECT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent  # daphne and uvicorn of the running virtualenv
+HOST = "127.0.0.1"  # the benchmark only ever targets this machine
+MAX_WS_BYTES = 64 * 1024  # PROTOCOL.md section 8, as the Makefile passes it
+START_SECONDS = 30.0
+STOP_SECONDS = 5.0
+MIGRATE_SECONDS = 120.0
+LOG_TAIL_LINES = 30
+# The parent's environment must not choose the child's database or channel layer.
+SCRUBBED_ENV = ("REDIS_URL", "REDIS_CHANNEL_PREFIX", "DATABASE_URL", "SQLITE_PATH", "ALLOWED_HOSTS")
+SERVERS = ("daphne", "uvicorn")
+
+_http = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # no proxy for 127.0.0.1
+
+
+class ServerError(Exception):
+    """A server did not start, or died."""
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+def service_env(
+    tmp: Path, *, redis_url: str = "", redis_prefix: str = "", extra: dict[str, str] | None = None
+) -> dict[str, str]:
+    """The service's environment: production-like settings, its own SQLite file."""
+    env = {k: v for k, v in os.environ.items() if k not in SCRUBBED_ENV}
+    env.update(
+        DJANGO_SETTINGS_MODULE="graphwiz.settings",
+        DEBUG="false",
+        SECRET_KEY="bench",
+        ALLOWED_HOSTS="127.0.0.1,localhost",
+        SQLITE_PATH=str(tmp / "bench.sqlite3"),
+        # The connection-rate limit protects production from one noisy IP; here
+        # every client comes from 127.0.0.1 on purpose.
+        RATE_LIMIT_MAX_REQUESTS="1000000",
+        LOG_LEVEL="WARNING",  # one INFO line per join/leave would be measured too
+        PYTHONUNBUFFERED="1",
+    )
+    if redis_url:
+        env.update(REDIS_URL=redis_url, REDIS_CHANNEL_PREFIX=redis_prefix)
+    env.update(extra or {})
+    return env
+
+
+def migrate(env: dict[str, str]) -> None:
+    """``manage.py migrate`` into the service's database."""
+    done = subprocess.run(
+        [sys.executable, "manage.py", "migrate", "--noinput"],
+        cwd=PROJECT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=MIGRATE_SECONDS,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise ServerError(f"migrate failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
+
+
+def relay_command(port: int) -> list[str]:
+    """Baseline a."""
+    return [sys.executable, "-m", "bench.baseline_relay", "--host", HOST, "--port", str(port)]
+
+
+def service_command(server: str, port: int) -> list[str]:
+    """The service under ``daphne`` or ``uvicorn``, with the 64 KiB frame limits."""
+    if server == "daphne":
+        return [
+            str(BIN / "daphne"),
+            "-b",
+            HOST,
+            "-p",
+            str(port),
+            "--websocket-max-message-size",
+            str(MAX_WS_BYTES),
+            "--websocket-max-frame-size",
+            str(MAX_WS_BYTES),
+            "graphwiz.asgi:application",
+        ]
+    if server == "uvicorn":
+        return [
+            str(BIN / "uvicorn"),
+            "graphwiz.asgi:application",
+            "--host",
+            HOST,
+            "--port",
+            str(port),
+            "--ws-max-size",
+            str(MAX_WS_BYTES),
+            "--no-access-log",
+            "--log-level",
+            "warning",
+        ]
+    raise ValueError(f"unknown server {server!r}; choose from {', '.join(SERVERS)}")
+
+
+@dataclass
+class ServerProcess:
+    """One running target."""
+
+    name: str
+    port: int
+    command: list[str]
+    env: dict[str, str]
+    log_path: Path
+    http_health: bool  # True: ready when GET /health is 200; False: when TCP accepts
+    process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    def start(self) -> None:
+        """Start the process and wait until it is ready."""
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("wb") as log:
+            self.process = subprocess.Popen(
+                self.command,
+                cwd=PROJECT,
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # Ctrl-C goes to us; we stop it ourselves
+            )
+        deadline = time.monotonic() + START_SECONDS
+        while not self._ready():
+            self.check_alive()
+            if time.monotonic() > deadline:
+                raise ServerError(f"{self.name} not ready in {START_SECONDS:.0f} s\n{self.tail()}")
+            time.sleep(0.05)
+
+    def _ready(self) -> bool:
+        if not self.http_health:
+            try:
+                with socket.create_connection((HOST, self.port), timeout=0.5):
+                    return True
+            except OSError:
+                return False
+        try:
+            with _http.open(f"http://{HOST}:{self.port}/health", timeout=2.0) as response:
+                return int(response.status) == 200
+        except (OSError, urllib.error.URLError):
+            return False
+
+    @property
+    def pid(self) -> int:
+        """The server's process id."""
+        assert self.process is not None
+        return self.process.pid
+
+    def pids(self) -> list[int]:
+        """The server process and its descendants."""
+        return procstat.descendants(self.pid)
+
+    def check_alive(self) -> None:
+        """Raise ``ServerError`` (with the log) if the server has exited."""
+        if self.process is not None and self.process.poll() is not None:
+            raise ServerError(f"{self.name} exited with {self.process.returncode}\n{self.tail()}")
+
+    def cpu_seconds(self) -> float:
+        """CPU time the server has used so far."""
+        return procstat.cpu_seconds(self.pids())
+
+    def rss_bytes(self) -> int:
+        """The server's resident memory now."""
+        return procstat.rss_bytes(self.pids())
+
+    def wait_quiet(self, *, below: float = 0.10, timeout: float = 5.0, step: float = 0.2) -> float:
+        """Wait until the server uses less than ``below`` of a core; return seconds waited."""
+        begin = time.monotonic()
+        last = self.cpu_seconds()
+        while time.monotonic() - begin < timeout:
+            time.sleep(step)
+            now = self.cpu_seconds()
+            if (now - last) / step < below:
+                break
+            last = now
+        return time.monotonic() - begin
+
+    def tail(self, lines: int = LOG_TAIL_LINES) -> str:
+        """The last lines of the server's log."""
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return "(no log)"
+        return "\n".join(text.splitlines()[-lines:])
+
+    def stop(self) -> None:
+        """SIGTERM the process group, wait, then SIGKILL it."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            try:
+                os.killpg(self.process.pid, sig)
+            except ProcessLookupError:
+                return
+            try:
+                self.process.wait(timeout=STOP_SECONDS)
+                return
+            except subprocess.TimeoutExpired:
+                continue

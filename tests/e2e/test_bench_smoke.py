@@ -1,0 +1,91 @@
+"""``python -m bench --quick`` keeps working: one small scenario against a and daphne.
+
+Behaviour, not speed: the command exits 0, prints the table and writes
+results.json with every number the issue asks for. It starts its own relay and
+daphne processes on free ports and stops them again.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+PROJECT = Path(__file__).resolve().parents[2]
+QUICK_TIMEOUT = 120.0  # ~15 s normally; generous for a loaded CI machine
+SCENARIO_KEYS = {
+    "rooms",
+    "members",
+    "hz",
+    "updates_per_s",
+    "expected",
+    "delivered",
+    "delivered_ratio",
+    "p50_ms",
+    "p99_ms",
+    "server_us_per_update",
+    "server_cpu_pct",
+    "server_rss_mb",
+    "gen_cpu_pct",
+    "ratio_to_a",
+    "ok",
+}
+
+
+@pytest.fixture(scope="module")
+def quick_run(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[subprocess.CompletedProcess[str], Path]:
+    out = tmp_path_factory.mktemp("bench")
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--out", str(out)],
+        cwd=PROJECT,
+        capture_output=True,
+        text=True,
+        timeout=QUICK_TIMEOUT,
+        check=False,
+    )
+    return done, out
+
+
+def test_quick_bench_exits_zero_and_prints_the_table(
+    quick_run: tuple[subprocess.CompletedProcess[str], Path],
+) -> None:
+    done, _ = quick_run
+
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "upd/s" in done.stdout and "p99 ms" in done.stdout and "vs a" in done.stdout
+    assert "connects/s" in done.stdout and "KB/idle conn" in done.stdout
+
+
+def test_quick_bench_writes_results_for_both_targets(
+    quick_run: tuple[subprocess.CompletedProcess[str], Path],
+) -> None:
+    _, out = quick_run
+
+    results = json.loads((out / "results.json").read_text())
+
+    assert {"meta", "targets", "goals"} <= set(results)
+    assert set(results["targets"]) == {"a", "daphne"}
+    for name, target in results["targets"].items():
+        assert "error" not in target, target["error"]
+        assert target["idle"]["kb_per_connection"] > 0
+        assert target["connects"]["per_s"] > 0
+        [scenario] = target["scenarios"]
+        assert set(scenario) >= SCENARIO_KEYS, name
+        assert scenario["delivered"] > 0, name
+    assert results["targets"]["daphne"]["scenarios"][0]["ratio_to_a"] is not None
+
+
+def test_quick_bench_draws_the_chart(
+    quick_run: tuple[subprocess.CompletedProcess[str], Path],
+) -> None:
+    _, out = quick_run
+    pytest.importorskip("matplotlib")
+
+    assert (out / "sweep.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
