@@ -6,7 +6,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8083
 WS_LIMITS := --websocket-max-message-size 65536 --websocket-max-frame-size 65536
 
-.PHONY: install migrate run runserver test unit lint proto clean
+.PHONY: install migrate run run-daphne runserver test unit lint proto bench clean
 
 $(BIN)/.installed: requirements.txt
 	@$(PYTHON) -c 'import sys; sys.exit("Python 3.11+ is required") if sys.version_info < (3, 11) else None'
@@ -41,6 +41,9 @@ test: install lint
 
 unit: install
 	$(BIN)/pytest tests/unit
+
+bench: install  ## fan-out benchmark against baseline a (a few minutes); bench-results/
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 proto: install
 	$(BIN)/python -m grpc_tools.protoc -Iproto/graphwiz --python_out=presence/protocol --pyi_out=presence/protocol proto/graphwiz/core.proto

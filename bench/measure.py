@@ -17,7 +17,7 @@ from typing import Any
 from bench import report
 from bench.loadgen import REPLY_SLACK, ClientSpec, GeneratorPool
 from bench.pose import merge_hists, percentile_ms
-from bench.procstat import cpu_seconds, host_jiffies, rss_bytes
+from bench.procstat import cpu_seconds, host_busy_pct, host_jiffies, rss_bytes
 from bench.servers import HOST, ServerProcess
 
 DELIVERY_OK = 0.99  # a scenario is sustained at >= 99% delivered ...
@@ -30,6 +30,8 @@ MAX_SWEEP_STEPS = 12  # no sweep runs more scenarios than this
 ROOMS_PER_IDLE_ROOM = 10  # idle and connect tests put clients in rooms of 10
 LEAD_SECONDS = 0.3  # between telling the workers and the first send
 WARM_CONNECTIONS = 10
+NOISY_RETRIES = 1  # a failed scenario on a host busy with other work is measured again
+QUIET_WAIT_SECONDS = 5.0  # before a scenario, wait at most this for other work to calm down
 
 
 @dataclass
@@ -162,11 +164,33 @@ class TargetRun:
     # --- fan-out scenarios ----------------------------------------------------------------
 
     def scenario(self, sweep: str, rooms: int, members: int) -> dict[str, Any]:
-        """Connect ``rooms x members`` clients, send poses at ``hz``, measure, close."""
+        """Measure ``rooms x members`` at ``hz``; again once if it failed on a noisy host."""
+        discarded: list[dict[str, Any]] = []
+        for attempt in range(1 + NOISY_RETRIES):
+            row = self._scenario_once(sweep, rooms, members)
+            noisy = (row["other_cpu_pct"] or 0) > report.NOISY_OTHER_CPU_PCT
+            if row["ok"] or not noisy or attempt == NOISY_RETRIES or self.over_budget():
+                break
+            self.log(f"{sweep:<8} other work used {row['other_cpu_pct']:.0f}% CPU: measuring again")
+            discarded.append({k: row[k] for k in ("updates_per_s", "why_not", "other_cpu_pct")})
+        row["noisy_attempts"] = discarded
+        self.scenarios.append(row)
+        return row
+
+    def _wait_host_quiet(self) -> float:
+        """Our processes are idle now: wait (bounded) until other work leaves the host."""
+        deadline = time.monotonic() + QUIET_WAIT_SECONDS
+        while True:
+            busy = host_busy_pct(0.25)
+            if busy < report.NOISY_OTHER_CPU_PCT or time.monotonic() > deadline:
+                return busy
+
+    def _scenario_once(self, sweep: str, rooms: int, members: int) -> dict[str, Any]:
         plan = self.plan
         row: dict[str, Any] = {"sweep": sweep, "rooms": rooms, "members": members, "hz": plan.hz}
         row["clients"] = rooms * members
         label = report.scenario_label(row)
+        row["host_busy_before_pct"] = self._wait_host_quiet()
         self.log(f"{sweep:<8} {label:<16} connecting {rooms * members} clients …")
         connected = self.connect(self.clients(plan.tag(), rooms, members))
         row["connect_s"] = connected["seconds"]
@@ -183,7 +207,6 @@ class TargetRun:
         row["why_not"] = shortfall(row, row["p99_limit_ms"])
         row["ok"] = row["why_not"] is None
         row["other_cpu_pct"] = _other_cpu(row)
-        self.scenarios.append(row)
         ratio = row["delivered_ratio"]
         self.log(
             f"{sweep:<8} {label:<16} {row['updates_per_s']:>9,.0f} upd/s "
@@ -297,7 +320,7 @@ def _empty_measurement() -> dict[str, Any]:
     keys: tuple[str, ...] = ("sent_window", "expected", "delivered", "delivered_ratio")
     keys += ("p50_ms", "p99_ms", "max_ms", "server_cpu_s", "server_cpu_pct")
     keys += ("server_us_per_update", "server_rss_mb", "gen_cpu_s", "gen_cpu_pct")
-    keys += ("host_cpu_pct", "gen_skipped_pct", "reads", "frames_per_read", "batches", "errors")
+    keys += ("host_cpu_pct", "gen_skipped_pct", "reads", "updates_per_read", "batches", "errors")
     return {k: None for k in keys} | {
         "updates_per_s": 0.0,
         "lost_connections": 0,
@@ -322,7 +345,7 @@ def _combine(
     gen_cpu = sum(r["cpu_window_s"] for r in runs)
     skipped = sum(r["skipped"] for r in runs)
     reads = sum(r["reads"] for r in runs)
-    frames = delivered + sum(r["outside"] + r["other"] + r["errors"] for r in runs)
+    messages = delivered + sum(r["outside"] + r["other"] + r["errors"] for r in runs)
     busy, total = host1[0] - host0[0], host1[1] - host0[1]
     close_codes: dict[str, int] = {}
     for r in runs:
@@ -346,7 +369,9 @@ def _combine(
         "host_cpu_pct": busy / total * 100 * (os.cpu_count() or 1) if total else None,
         "gen_skipped_pct": skipped / (sent + skipped) * 100 if sent + skipped else 0.0,
         "reads": reads,
-        "frames_per_read": frames / reads if reads else None,
+        # messages (poses, inside or outside the window, and others) per socket read:
+        # ~1 when the server writes one frame per pose, more with Batch frames or backlog
+        "updates_per_read": messages / reads if reads else None,
         "batches": sum(r["batches"] for r in runs),
         "errors": sum(r["errors"] for r in runs),
         "lost_connections": sum(r["lost_connections"] for r in runs),

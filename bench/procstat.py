@@ -8,6 +8,7 @@ A server is measured with its descendants (uvicorn ``--workers`` forks).
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -73,3 +74,12 @@ def host_jiffies() -> tuple[int, int]:
     idle = values[3] + (values[4] if len(values) > 4 else 0)  # idle + iowait
     total = sum(values[:8])  # guest time is already inside user
     return total - idle, total
+
+
+def host_busy_pct(seconds: float) -> float:
+    """How busy the whole machine is over the next ``seconds`` (100% = one core)."""
+    busy0, total0 = host_jiffies()
+    time.sleep(seconds)
+    busy1, total1 = host_jiffies()
+    total = total1 - total0
+    return (busy1 - busy0) / total * 100 * (os.cpu_count() or 1) if total else 0.0

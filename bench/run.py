@@ -35,7 +35,7 @@ from bench import report
 from bench.chart import write_chart
 from bench.loadgen import GeneratorError, GeneratorPool
 from bench.measure import SAT_P99_MS, Plan, TargetRun, log_line
-from bench.procstat import host_jiffies
+from bench.procstat import host_busy_pct
 from bench.servers import (
     PROJECT,
     SERVERS,
@@ -192,15 +192,6 @@ def _raise_open_files_limit() -> None:
 
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt  # SIGTERM cleans up like Ctrl-C
-
-
-def host_busy_pct(seconds: float) -> float:
-    """How busy the machine is before we load it (100% = one core)."""
-    busy0, total0 = host_jiffies()
-    time.sleep(seconds)
-    busy1, total1 = host_jiffies()
-    total = total1 - total0
-    return (busy1 - busy0) / total * 100 * (os.cpu_count() or 1) if total else 0.0
 
 
 def _git(*args: str) -> str:

@@ -34,7 +34,8 @@ class PresenceSettings:
     REDIS_CHANNEL_PREFIX: str = "graphwiz"
     BAD_FRAME_LIMIT: int = 10  # consecutive undecodable/invalid frames before 4007
     MAX_FRAME_BYTES: int = 64 * 1024
-    VOLATILE_MERGE_LIMIT: int = 4096  # poses kept for a reader that falls behind
+    VOLATILE_MERGE_LIMIT: int = 4096  # volatile messages kept for a reader that falls behind
+    VOLATILE_MERGE_BYTES: int = 1 << 20  # ... and their size in bytes
     HEARTBEAT_INTERVAL_MS: int = 0  # advertised in ServerHello; 0 = no heartbeat asked
     TICK_HZ: float = 20.0  # pose fan-out ticks per second per room; 0 = send at once
 

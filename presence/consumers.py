@@ -288,7 +288,13 @@ class PresenceConsumer(AsyncConsumer):
 
     def _merge_volatile(self, older: OutItem, newer: OutItem) -> OutItem:
         assert isinstance(older[0], TickBatch) and isinstance(newer[0], TickBatch)
-        return TickBatch.merge(older[0], newer[0], limit=self.conf.VOLATILE_MERGE_LIMIT), 0
+        merged = TickBatch.merge(
+            older[0],
+            newer[0],
+            limit=self.conf.VOLATILE_MERGE_LIMIT,
+            max_bytes=self.conf.VOLATILE_MERGE_BYTES,
+        )
+        return merged, 0
 
     def _queue(self, message: pb.Message) -> None:
         """Queue a direct, unnumbered reply (hello, error, ack, pong)."""

@@ -234,14 +234,18 @@ class Hub:
             if delay < 0:  # behind schedule: skip the missed ticks, never burst
                 next_at, delay = loop.time(), 0.0
             await asyncio.sleep(delay)
-            for room_id, room in list(self.rooms.items()):
-                due = self._flush(room)
-                if not due:
-                    continue
-                try:
-                    await self._publish_remote(room_id, due)
-                except BackendUnavailable:
-                    logger.warning("poses of a room could not reach the other instances")
+            await self.tick()
+
+    async def tick(self) -> None:
+        """Deliver and publish every room's pending poses (the tick loop calls this)."""
+        for room_id, room in list(self.rooms.items()):
+            due = self._flush(room)
+            if not due:
+                continue
+            try:
+                await self._publish_remote(room_id, due)
+            except BackendUnavailable:
+                logger.warning("poses of a room could not reach the other instances")
 
     # --- other processes ----------------------------------------------------
 

@@ -33,15 +33,16 @@ class Entry:
 class TickBatch:
     """The volatile messages of one tick, newest per key, grouped by sender."""
 
-    __slots__ = ("_body", "_json_parts", "_slices", "entries")
+    __slots__ = ("_body", "_by_age", "_json_parts", "_slices", "entries")
 
     def __init__(self, entries: Iterable[Entry]) -> None:
         latest: dict[str, Entry] = {}
         for entry in entries:
             latest.pop(entry.key, None)
             latest[entry.key] = entry
+        self._by_age = list(latest.values())
         by_sender: dict[str, list[Entry]] = {}
-        for entry in latest.values():
+        for entry in self._by_age:
             by_sender.setdefault(entry.sender_id, []).append(entry)
         self.entries: list[Entry] = [e for group in by_sender.values() for e in group]
         self._slices: dict[str, tuple[int, int]] = {}
@@ -95,9 +96,25 @@ class TickBatch:
         return f'{{"timestamp":"{now_ms}","type":"BATCH","batch":{{"messages":[{inner}]}}}}'
 
     @staticmethod
-    def merge(older: TickBatch, newer: TickBatch, *, limit: int = 4096) -> TickBatch:
-        """Newest per key of both batches, at most ``limit`` entries (oldest dropped)."""
-        merged = [*older.entries, *newer.entries]
-        if len(merged) > limit:
-            merged = merged[-limit:]
-        return TickBatch(merged)
+    def merge(
+        older: TickBatch, newer: TickBatch, *, limit: int = 4096, max_bytes: int = 1 << 20
+    ) -> TickBatch:
+        """Newest per key of both batches, bounded: the oldest entries go first.
+
+        At most ``limit`` entries and about ``max_bytes`` of encoded messages
+        (the newest entry is always kept), so a reader that stops reading holds
+        a bounded amount of volatile data however long it stalls.
+        """
+        kept: list[Entry] = []
+        size = 0
+        for entry in reversed(TickBatch([*older.entries, *newer.entries]).entries_by_age()):
+            size += len(entry.encoded.proto)
+            if kept and (len(kept) >= limit or size > max_bytes):
+                break
+            kept.append(entry)
+        kept.reverse()
+        return TickBatch(kept)
+
+    def entries_by_age(self) -> list[Entry]:
+        """The entries oldest first (the layout groups them by sender instead)."""
+        return self._by_age

@@ -71,6 +71,29 @@ def daphne_command(port: int) -> list[str]:
     ]
 
 
+def uvicorn_command(port: int) -> list[str]:
+    """``make run``'s uvicorn command line on ``port``."""
+    return [
+        str(PYTHON),
+        "-m",
+        "uvicorn",
+        "graphwiz.asgi:application",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--ws",
+        "websockets-sansio",
+        "--ws-max-size",
+        str(MAX_WS_BYTES),
+        "--ws-per-message-deflate",
+        "false",
+        "--lifespan",
+        "off",
+        "--no-access-log",
+    ]
+
+
 def runserver_command(port: int) -> list[str]:
     """Django's development server (daphne's, as 'daphne' leads INSTALLED_APPS)."""
     return [str(PYTHON), "manage.py", "runserver", f"127.0.0.1:{port}", "--noreload"]
@@ -247,3 +270,12 @@ def pytest_runtest_makereport(
                 if isinstance(server, Server):
                     report.sections.append((f"{server.name} log (tail)", server.log_tail()))
     return report
+
+
+@pytest.fixture(scope="module")
+def uvicorn_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """uvicorn (the server ``make run`` uses) with the in-process channel layer."""
+    tmp = tmp_path_factory.mktemp("uvicorn-memory")
+    server = start_server("uvicorn-memory", tmp, uvicorn_command, server_env(tmp))
+    yield server
+    server.stop()
