@@ -1,4 +1,4 @@
-# GraphWiz presence: one daphne process serving HTTP and WebSockets on 8083.
+# GraphWiz presence: one uvicorn process serving HTTP and WebSockets on 8083.
 FROM python:3.11-slim
 
 ENV PYTHONUNBUFFERED=1 \
@@ -21,4 +21,4 @@ EXPOSE 8083
 
 # 64 KiB WebSocket limits: the same numbers as DAPHNE_WEBSOCKET_MAX_* in
 # graphwiz/settings.py and the Makefile (PROTOCOL.md section 8).
-CMD ["sh", "-c", "python manage.py migrate --noinput && exec daphne -b 0.0.0.0 -p 8083 --websocket-max-message-size 65536 --websocket-max-frame-size 65536 graphwiz.asgi:application"]
+CMD ["sh", "-c", "python manage.py migrate --noinput && exec uvicorn graphwiz.asgi:application --host 0.0.0.0 --port 8083 --ws websockets-sansio --ws-max-size 65536 --ws-per-message-deflate false"]

@@ -38,6 +38,7 @@ class PresenceSettings:
     VOLATILE_MERGE_BYTES: int = 1 << 20  # ... and their size in bytes
     HEARTBEAT_INTERVAL_MS: int = 0  # advertised in ServerHello; 0 = no heartbeat asked
     TICK_HZ: float = 20.0  # pose fan-out ticks per second per room; 0 = send at once
+    TICK_POSES_PER_ENTITY: int = 2  # newest poses of one entity kept per tick
 
     @property
     def field_limits(self) -> FieldLimits:

@@ -6,8 +6,9 @@ code from PROTOCOL.md section 7; nothing escapes to the server.
 
 Unlike channels' ``AsyncConsumer.dispatch``, this consumer does not hop to a
 worker thread (``aclose_old_connections``) before every event: only the
-connect, disconnect and chat handlers touch the database, and they do it
-through ``database_sync_to_async``, which closes stale connections itself.
+chat handler touches the database, through ``database_sync_to_async``
+(which closes stale connections itself); connection history is queued for
+:mod:`presence.history`, which writes it in batches.
 """
 
 from __future__ import annotations
@@ -22,10 +23,12 @@ from urllib.parse import parse_qsl
 from channels.consumer import AsyncConsumer
 from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
+from django.utils import timezone
 
 from presence import services
 from presence.auth import AuthRefused, Identity, identify
 from presence.conf import PresenceSettings, presence_settings
+from presence.history import get_history
 from presence.hub import BackendUnavailable, Hub, get_hub
 from presence.protocol import SERVER_VERSION
 from presence.protocol import core_pb2 as pb
@@ -104,10 +107,9 @@ class PresenceConsumer(AsyncConsumer):
         self.hub: Hub | None = None
         self.client_id = ""
         self.outbox: Outbox[OutItem] | None = None
-        self._wake = asyncio.Event()
-        self._writer: asyncio.Task[None] | None = None
+        self._writer: asyncio.Task[None] | None = None  # runs only while frames wait
         self._close_code: CloseCode | None = None
-        self._db_session_pk: int | None = None
+        self._recorded = False  # a history row was queued for this connection
         self._cleaned = False
         self._accepted = False
         self.messages_out = 0
@@ -176,14 +178,12 @@ class PresenceConsumer(AsyncConsumer):
             self.client_id, limits=self.conf.field_limits, bad_frame_limit=self.conf.BAD_FRAME_LIMIT
         )
         self.outbox = Outbox(max_reliable=self.conf.MESSAGE_QUEUE_SIZE, merge=self._merge_volatile)
-        self._writer = asyncio.create_task(
-            self._write_loop(), name=f"presence-writer-{self.client_id}"
-        )
         self.hub = get_hub()
         present = self.hub.room(room_id)
         headers = dict(self.scope.get("headers") or [])
         client = self.scope.get("client") or [None]
-        self._db_session_pk = await database_sync_to_async(services.connection_session_open)(
+        get_history().opened(
+            connected_at=timezone.now(),
             room_id=room_id,
             external_user_id=identity.user_id,
             django_user_id=identity.django_user_id,
@@ -194,6 +194,7 @@ class PresenceConsumer(AsyncConsumer):
             user_agent=headers.get(b"user-agent", b"").decode("latin-1"),
             occupancy=(len(present.state) if present else 0) + 1,
         )
+        self._recorded = True
         player = Player(
             client_id=self.client_id, user_id=identity.user_id, display_name=display_name
         )
@@ -254,9 +255,9 @@ class PresenceConsumer(AsyncConsumer):
     async def _store_chat(self, text: str) -> None:
         assert self.hub is not None
         player = self.hub.rooms[self.room_id].state.players.get(self.client_id)
+        await get_history().flush()  # the sender's session row exists before its chat
         await database_sync_to_async(services.chat_message_store)(
             room_id=self.room_id,
-            session_pk=self._db_session_pk,
             sender_client_id=self.client_id,
             sender_name=player.display_name if player else "",
             text=text,
@@ -277,14 +278,14 @@ class PresenceConsumer(AsyncConsumer):
             logger.warning("client %s is too slow; closing 4009", self.client_id)
             self._close(CloseCode.SLOW_CONSUMER)
             return
-        self._wake.set()
+        self._kick()
 
     def deliver_volatile(self, batch: TickBatch) -> None:
         """Queue one tick's poses; unsent older poses merge into it (newest wins)."""
         if self.outbox is None or self._close_code is not None:
             return
         self.outbox.push((batch, 0), reliable=False)
-        self._wake.set()
+        self._kick()
 
     def _merge_volatile(self, older: OutItem, newer: OutItem) -> OutItem:
         assert isinstance(older[0], TickBatch) and isinstance(newer[0], TickBatch)
@@ -302,13 +303,22 @@ class PresenceConsumer(AsyncConsumer):
         if not self.outbox.push((EncodedMessage.of(message), 0), reliable=True):
             self._close(CloseCode.SLOW_CONSUMER)
             return
-        self._wake.set()
+        self._kick()
 
     def _close(self, code: CloseCode) -> None:
         """Flush what is queued, then close with ``code``."""
         if self._close_code is None:
             self._close_code = code
-        self._wake.set()
+        self._kick()
+
+    def _kick(self) -> None:
+        """Make sure a writer runs; it exits once the outbox is empty.
+
+        No task waits per idle connection: it costs memory that a room full of
+        idle members would pay for nothing.
+        """
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write_loop())
 
     async def _write_loop(self) -> None:
         try:
@@ -323,8 +333,8 @@ class PresenceConsumer(AsyncConsumer):
     async def _write_until_closed(self) -> None:
         assert self.outbox is not None
         while True:
-            await self._wake.wait()
-            self._wake.clear()
+            if not self.outbox and self._close_code is None:
+                return
             if self._close_code is CloseCode.SLOW_CONSUMER:
                 self.outbox.drain()  # the client resumes; sending more only deepens the backlog
             for item, seq in self.outbox.drain():
@@ -364,9 +374,10 @@ class PresenceConsumer(AsyncConsumer):
     async def _fail(self, code: ErrorCode, close_code: CloseCode, text: str) -> None:
         """Error boundary: tell the client, close with ``close_code``, stop."""
         try:
-            if self._writer is not None and self.outbox is not None:
+            if self.outbox is not None:
                 self._queue(error_message(code, text, now_ms=0))
                 self._close(close_code)
+                assert self._writer is not None
                 await asyncio.wait_for(asyncio.shield(self._writer), CLOSE_FLUSH_SECONDS)
             else:
                 if not self._accepted:
@@ -400,9 +411,9 @@ class PresenceConsumer(AsyncConsumer):
         finally:
             if self._writer is not None and not self._writer.done():
                 self._writer.cancel()
-            if self._db_session_pk is not None and self.session is not None:
-                await database_sync_to_async(services.connection_session_close)(
-                    session_pk=self._db_session_pk,
+            if self._recorded and self.session is not None:
+                get_history().closed(
+                    assigned_client_id=self.client_id,
                     close_code=int(close_code),
                     messages_in=self.session.messages_in,
                     messages_out=self.messages_out,

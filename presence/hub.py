@@ -32,6 +32,10 @@ logger = logging.getLogger(__name__)
 FANOUT_EVENT = "presence.fanout"
 READER_RETRY_SECONDS = 1.0  # back-off when the channel layer fails to deliver
 DEFAULT_TICK_HZ = 20.0
+# Poses of one entity kept per tick. A sender at the tick rate whose frames
+# jitter across a tick boundary keeps both instead of losing one; a faster
+# sender is cut to its newest two per tick.
+DEFAULT_POSES_PER_ENTITY = 2
 
 
 class BackendUnavailable(Exception):
@@ -58,15 +62,36 @@ def room_group(room_id: str) -> str:
 class LocalRoom:
     """A room's state, this process's members of it, and its unsent poses."""
 
-    __slots__ = ("members", "pending", "state")
+    __slots__ = ("members", "pending", "pending_per_key", "state")
 
     def __init__(self, state: RoomState) -> None:
         self.state = state
         self.members: dict[str, Member] = {}
         self.pending: list[Broadcast] = []  # volatile, waiting for the next tick
+        self.pending_per_key: dict[str, int] = {}
+
+    def queue_volatile(self, broadcast: Broadcast, per_key: int) -> None:
+        """Queue a pose for the tick, keeping the newest ``per_key`` of its entity."""
+        self.pending.append(broadcast)
+        key = broadcast.volatile_key
+        if not key:
+            return
+        count = self.pending_per_key.get(key, 0) + 1
+        if count > per_key:
+            oldest = next(i for i, b in enumerate(self.pending) if b.volatile_key == key)
+            del self.pending[oldest]
+            count -= 1
+        self.pending_per_key[key] = count
+
+    def take_pending(self) -> list[Broadcast]:
+        """The queued poses, oldest first; the queue is left empty."""
+        pending, self.pending = self.pending, []
+        self.pending_per_key.clear()
+        return pending
 
 
 def _entries(broadcasts: list[Broadcast]) -> list[Entry]:
+    # Unkeyed messages (voice) are never coalesced: each gets a key of its own.
     unkeyed = itertools.count()
     return [
         Entry(b.exclude, b.volatile_key or f"#{next(unkeyed)}", b.encoded()) for b in broadcasts
@@ -82,7 +107,7 @@ def _deliver_volatile(room: LocalRoom, broadcasts: list[Broadcast]) -> None:
         and all(b.exclude == broadcasts[0].exclude for b in broadcasts)
     ):
         return  # only the sender is here
-    batch = TickBatch(_entries(broadcasts))
+    batch = TickBatch(_entries(broadcasts), newest_only=False)
     for member in list(room.members.values()):
         member.deliver_volatile(batch)
 
@@ -104,6 +129,7 @@ class Hub:
         clock: Callable[[], float] = time.time,
         instance_id: str | None = None,
         tick_hz: float = DEFAULT_TICK_HZ,
+        poses_per_entity: int = DEFAULT_POSES_PER_ENTITY,
     ) -> None:
         self.layer = layer
         # The in-process layer has no other process to reach: skip the round trip.
@@ -111,6 +137,7 @@ class Hub:
         self.clock = clock
         self.instance_id = instance_id or uuid.uuid4().hex[:12]
         self.tick_seconds = 1.0 / tick_hz if tick_hz > 0 else 0.0
+        self.poses_per_entity = poses_per_entity
         self.rooms: dict[str, LocalRoom] = {}
         self._ids = itertools.count(1)
         self._subscribed: set[str] = set()
@@ -205,7 +232,7 @@ class Hub:
         due: list[Broadcast] = []
         for broadcast in broadcasts:
             if not broadcast.reliable:
-                room.pending.append(broadcast)
+                room.queue_volatile(broadcast, self.poses_per_entity)
                 continue
             due.extend(self._flush(room))
             _deliver_reliable(room, broadcast)
@@ -216,7 +243,7 @@ class Hub:
 
     def _flush(self, room: LocalRoom) -> list[Broadcast]:
         """Deliver the room's pending poses as one tick batch; return them."""
-        pending, room.pending = room.pending, []
+        pending = room.take_pending()
         _deliver_volatile(room, pending)
         return pending
 
@@ -340,5 +367,8 @@ def get_hub() -> Hub:
     loop = asyncio.get_running_loop()
     hub = _hubs.get(loop)
     if hub is None:
-        hub = _hubs[loop] = Hub(get_channel_layer(), tick_hz=presence_settings().TICK_HZ)
+        conf = presence_settings()
+        hub = _hubs[loop] = Hub(
+            get_channel_layer(), tick_hz=conf.TICK_HZ, poses_per_entity=conf.TICK_POSES_PER_ENTITY
+        )
     return hub

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.db.models import F
@@ -18,6 +20,53 @@ def _fit(value: str, field: str, model: type[ConnectionSession] | type[ChatMessa
     return value[:max_length] if max_length is not None else value
 
 
+def connection_sessions_open(*, sessions: list[dict[str, Any]]) -> list[int]:
+    """Record new connections in one transaction, creating their rooms if needed.
+
+    Each item has the keyword arguments of :func:`connection_session_open`
+    plus ``connected_at``; a room's peak occupancy only ever rises. Returns
+    the new rows' pks, in order.
+    """
+    if not sessions:
+        return []
+    user_ids = {s["django_user_id"] for s in sessions if s["django_user_id"] is not None}
+    known_users = set(get_user_model().objects.filter(pk__in=user_ids).values_list("pk", flat=True))
+    peaks: dict[str, tuple[int, Any]] = {}
+    for record in sessions:
+        peak, last = peaks.get(record["room_id"], (0, record["connected_at"]))
+        peaks[record["room_id"]] = (
+            max(peak, record["occupancy"]),
+            max(last, record["connected_at"]),
+        )
+    with transaction.atomic():
+        for room_id, (peak, last_active) in peaks.items():
+            Room.objects.get_or_create(pk=room_id)
+            # One UPDATE with GREATEST: concurrent connects cannot lose a higher peak.
+            Room.objects.filter(pk=room_id).update(
+                last_active_at=last_active,
+                peak_occupancy=Greatest(F("peak_occupancy"), max(peak, 0)),
+            )
+        created = ConnectionSession.objects.bulk_create(
+            [
+                ConnectionSession(
+                    room_id=r["room_id"],
+                    user_id=r["django_user_id"] if r["django_user_id"] in known_users else None,
+                    external_user_id=_fit(
+                        r["external_user_id"], "external_user_id", ConnectionSession
+                    ),
+                    assigned_client_id=r["assigned_client_id"],
+                    client_label=_fit(r["client_label"], "client_label", ConnectionSession),
+                    display_name=_fit(r["display_name"], "display_name", ConnectionSession),
+                    ip_address=r["ip_address"] or None,
+                    user_agent=_fit(r["user_agent"], "user_agent", ConnectionSession),
+                    connected_at=r["connected_at"],
+                )
+                for r in sessions
+            ]
+        )
+    return [row.pk for row in created]
+
+
 def connection_session_open(
     *,
     room_id: str,
@@ -31,34 +80,26 @@ def connection_session_open(
     occupancy: int,
 ) -> int:
     """Record a new connection to a room, creating the room if needed; return the session pk."""
-    now = timezone.now()
-    user_model = get_user_model()
-    if django_user_id is not None and not user_model.objects.filter(pk=django_user_id).exists():
-        django_user_id = None
-    with transaction.atomic():
-        Room.objects.get_or_create(pk=room_id)
-        # One UPDATE with GREATEST: concurrent connects cannot lose a higher peak.
-        Room.objects.filter(pk=room_id).update(
-            last_active_at=now,
-            peak_occupancy=Greatest(F("peak_occupancy"), max(occupancy, 0)),
-        )
-        session = ConnectionSession.objects.create(
-            room_id=room_id,
-            user_id=django_user_id,
-            external_user_id=_fit(external_user_id, "external_user_id", ConnectionSession),
-            assigned_client_id=assigned_client_id,
-            client_label=_fit(client_label, "client_label", ConnectionSession),
-            display_name=_fit(display_name, "display_name", ConnectionSession),
-            ip_address=ip_address or None,
-            user_agent=_fit(user_agent, "user_agent", ConnectionSession),
-            connected_at=now,
-        )
-    return session.pk
+    record = {
+        "room_id": room_id,
+        "external_user_id": external_user_id,
+        "django_user_id": django_user_id,
+        "assigned_client_id": assigned_client_id,
+        "client_label": client_label,
+        "display_name": display_name,
+        "ip_address": ip_address,
+        "user_agent": user_agent,
+        "occupancy": occupancy,
+        "connected_at": timezone.now(),
+    }
+    [pk] = connection_sessions_open(sessions=[record])
+    return pk
 
 
 def connection_session_close(
     *,
-    session_pk: int,
+    session_pk: int | None = None,
+    assigned_client_id: str = "",
     close_code: int,
     close_reason: str = "",
     messages_in: int,
@@ -66,12 +107,16 @@ def connection_session_close(
     bytes_in: int,
     bytes_out: int,
 ) -> None:
-    """Record the end of a connection; a session already closed keeps its first close."""
+    """Record the end of a connection (by pk or assigned client id).
+
+    A session already closed keeps its first close.
+    """
     now = timezone.now()
+    which = (
+        {"pk": session_pk} if session_pk is not None else {"assigned_client_id": assigned_client_id}
+    )
     with transaction.atomic():
-        closed = ConnectionSession.objects.filter(
-            pk=session_pk, disconnected_at__isnull=True
-        ).update(
+        closed = ConnectionSession.objects.filter(**which, disconnected_at__isnull=True).update(
             disconnected_at=now,
             close_code=close_code,
             close_reason=_fit(close_reason, "close_reason", ConnectionSession),
@@ -81,24 +126,36 @@ def connection_session_close(
             bytes_out=bytes_out,
         )
         if closed:
-            Room.objects.filter(sessions__pk=session_pk).update(last_active_at=now)
+            Room.objects.filter(**{f"sessions__{k}": v for k, v in which.items()}).update(
+                last_active_at=now
+            )
 
 
 def chat_message_store(
     *,
     room_id: str,
-    session_pk: int | None,
+    session_pk: int | None = None,
     sender_client_id: str,
     sender_name: str,
     text: str,
 ) -> int:
-    """Store one chat line of a room; return its pk."""
+    """Store one chat line of a room; return its pk.
+
+    Without ``session_pk`` the line is linked to the sender's session by its
+    assigned client id, when that session is recorded.
+    """
     with transaction.atomic():
         # An admin may have deleted the room or the session while the client was
         # connected; the line is still kept rather than failing on a foreign key.
         Room.objects.get_or_create(pk=room_id)
-        if session_pk is not None and not ConnectionSession.objects.filter(pk=session_pk).exists():
-            session_pk = None
+        sessions = ConnectionSession.objects.filter(
+            **(
+                {"pk": session_pk}
+                if session_pk is not None
+                else {"assigned_client_id": sender_client_id}
+            )
+        )
+        session_pk = sessions.values_list("pk", flat=True).first()
         message = ChatMessage.objects.create(
             room_id=room_id,
             session_id=session_pk,

@@ -145,3 +145,23 @@ def channel_layer_kind(
     """Run the test once with the in-process layer and once with Redis."""
     settings.CHANNEL_LAYERS = layer_config(request.param, redis_url, redis_prefix)
     return str(request.param)
+
+
+@pytest.fixture(autouse=True)
+def _close_worker_thread_connections(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Close the connection ``database_sync_to_async``'s thread opened, after each test.
+
+    Otherwise PostgreSQL refuses to drop the test database at the end: "being
+    accessed by other users".
+    """
+    yield
+    if request.node.get_closest_marker("django_db") is None:
+        return
+    import asyncio
+
+    from channels.db import database_sync_to_async
+    from django.db import connections
+
+    # Outside any async_to_sync, thread-sensitive calls share one worker thread:
+    # the one the consumers' database calls used.
+    asyncio.run(database_sync_to_async(connections.close_all)())

@@ -35,12 +35,15 @@ class TickBatch:
 
     __slots__ = ("_body", "_by_age", "_json_parts", "_slices", "entries")
 
-    def __init__(self, entries: Iterable[Entry]) -> None:
-        latest: dict[str, Entry] = {}
-        for entry in entries:
-            latest.pop(entry.key, None)
-            latest[entry.key] = entry
-        self._by_age = list(latest.values())
+    def __init__(self, entries: Iterable[Entry], *, newest_only: bool = True) -> None:
+        if newest_only:
+            latest: dict[str, Entry] = {}
+            for entry in entries:
+                latest.pop(entry.key, None)
+                latest[entry.key] = entry
+            self._by_age = list(latest.values())
+        else:  # the caller has already bounded how many entries a key may have
+            self._by_age = list(entries)
         by_sender: dict[str, list[Entry]] = {}
         for entry in self._by_age:
             by_sender.setdefault(entry.sender_id, []).append(entry)

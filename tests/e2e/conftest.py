@@ -88,8 +88,6 @@ def uvicorn_command(port: int) -> list[str]:
         str(MAX_WS_BYTES),
         "--ws-per-message-deflate",
         "false",
-        "--lifespan",
-        "off",
         "--no-access-log",
     ]
 

@@ -65,16 +65,46 @@ async def test_poses_wait_for_the_tick(hub: Hub) -> None:
     assert bob.poses(0) == [1.0]
 
 
-async def test_only_the_newest_pose_per_entity_goes_out_each_tick(hub: Hub) -> None:
+async def test_only_the_newest_poses_per_entity_go_out_each_tick(hub: Hub) -> None:
     _alice, bob = await members(hub, "alice", "bob")
-    for x in (1.0, 2.0, 3.0):
+    for x in (1.0, 2.0, 3.0, 7.0):
         hub.apply("r", "alice", "position_update", pose(x))
-    hub.apply("r", "alice", "position_update", pose(7.0, entity_id=""))
 
     await hub.tick()
 
     assert len(bob.items) == 1
-    assert bob.poses(0) == [7.0]
+    assert bob.poses(0) == [3.0, 7.0]  # the newest two (TICK_POSES_PER_ENTITY), in order
+
+
+async def test_with_one_pose_per_entity_only_the_newest_is_kept() -> None:
+    hub = Hub(None, tick_hz=NEVER, poses_per_entity=1)
+    _alice, bob = await members(hub, "alice", "bob")
+    for x in (1.0, 2.0, 3.0):
+        hub.apply("r", "alice", "position_update", pose(x))
+    hub.apply("r", "bob", "position_update", pose(5.0))
+    hub.apply("r", "alice", "position_update", pose(4.0, entity_id=""))
+
+    await hub.tick()
+
+    assert bob.poses(0) == [4.0]
+    for room_id, room in list(hub.rooms.items()):
+        for member in list(room.members.values()):
+            await hub.leave(room_id, member)
+
+
+async def test_entities_of_one_sender_are_coalesced_separately(hub: Hub) -> None:
+    _alice, bob = await members(hub, "alice", "bob")
+    hub.apply(
+        "r", "alice", "entity_spawn", pb.Message(entity_spawn=pb.EntitySpawn(entity_id="box"))
+    )
+    bob.items.clear()
+    for x in (1.0, 2.0, 3.0):
+        hub.apply("r", "alice", "position_update", pose(x))
+        hub.apply("r", "alice", "position_update", pose(10 * x, entity_id="box"))
+
+    await hub.tick()
+
+    assert bob.poses(0) == [2.0, 20.0, 3.0, 30.0]
 
 
 async def test_one_batch_per_tick_carries_every_senders_pose(hub: Hub) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from channels.db import database_sync_to_async
 
+from presence.history import get_history
 from presence.models import ChatMessage, ConnectionSession
 from presence.protocol import pb
 from presence.protocol.codes import CloseCode, ErrorCode
@@ -347,6 +348,7 @@ async def test_history_row_records_the_session() -> None:
     await alice.send(pose(1.0))
     await alice.ping(1)
     await alice.close()
+    await get_history().flush()  # history is written in batches, behind the hot path
     row = await database_sync_to_async(ConnectionSession.objects.get)(
         assigned_client_id=alice.client_id
     )
@@ -359,3 +361,12 @@ async def test_history_row_records_the_session() -> None:
     assert row.disconnected_at is not None and row.close_code == 1000
     assert row.messages_in == 2 and row.messages_out == 2  # hello + pong
     assert row.bytes_in > 0 and row.bytes_out > 0
+
+
+async def test_chat_is_linked_to_the_senders_session_row() -> None:
+    alice = await joined("r1", "alice")
+    await alice.send(pb.Message(message_id="m", chat_message=pb.ChatMessage(message="first words")))
+    assert (await alice.recv_kind("ack")).ack.message_id == "m"
+    chat = await database_sync_to_async(ChatMessage.objects.select_related("session").get)()
+    assert chat.session is not None and chat.session.assigned_client_id == alice.client_id
+    await alice.close()

@@ -54,12 +54,12 @@ def dockerfile(presence: dict[str, Any]) -> Path:
 
 
 @pytest.fixture(scope="module")
-def daphne_argv(dockerfile: Path) -> list[str]:
-    """The words of the daphne command the image runs."""
+def server_argv(dockerfile: Path) -> list[str]:
+    """The words of the uvicorn command the image runs."""
     text = dockerfile.read_text(encoding="utf-8")
-    match = re.search(r"exec daphne [^\"\n]*", text)
-    assert match, f"no 'exec daphne ...' command in {dockerfile.name}"
-    return shlex.split(match.group(0))[1:]
+    match = re.search(r"exec uvicorn [^\"\n]*", text)
+    assert match, f"no 'exec uvicorn ...' command in {dockerfile.name}"
+    return shlex.split(match.group(0))[2:]  # after "exec uvicorn"
 
 
 def settings_env_names() -> set[str]:
@@ -73,7 +73,7 @@ def option(argv: list[str], *names: str) -> str:
     for i, word in enumerate(argv[:-1]):
         if word in names:
             return argv[i + 1]
-    raise AssertionError(f"daphne command has none of {names}: {argv}")
+    raise AssertionError(f"server command has none of {names}: {argv}")
 
 
 def test_compose_file_parses_as_yaml(compose: dict[str, Any]) -> None:
@@ -163,25 +163,25 @@ def test_redis_url_points_at_the_redis_service(
     assert url.hostname in services
 
 
-def test_daphne_limits_websocket_messages_to_64_kib(daphne_argv: list[str]) -> None:
-    assert int(option(daphne_argv, "--websocket-max-message-size")) == WEBSOCKET_LIMIT
+def test_server_limits_websocket_messages_to_64_kib(server_argv: list[str]) -> None:
+    assert int(option(server_argv, "--ws-max-size")) == WEBSOCKET_LIMIT
 
 
-def test_daphne_limits_websocket_frames_to_64_kib(daphne_argv: list[str]) -> None:
-    assert int(option(daphne_argv, "--websocket-max-frame-size")) == WEBSOCKET_LIMIT
+def test_server_does_not_compress_frames(server_argv: list[str]) -> None:
+    assert option(server_argv, "--ws-per-message-deflate") == "false"
 
 
-def test_daphne_serves_the_project_asgi_application(daphne_argv: list[str]) -> None:
-    assert daphne_argv[-1] == "graphwiz.asgi:application"
+def test_server_serves_the_project_asgi_application(server_argv: list[str]) -> None:
+    assert server_argv[0] == "graphwiz.asgi:application"
 
 
 def test_published_port_is_8083(presence: dict[str, Any]) -> None:
     assert [str(port) for port in presence["ports"]] == ["8083:8083"]
 
 
-def test_daphne_listens_on_the_published_port(
-    presence: dict[str, Any], daphne_argv: list[str]
+def test_server_listens_on_the_published_port(
+    presence: dict[str, Any], server_argv: list[str]
 ) -> None:
     container_port = str(presence["ports"][0]).rsplit(":", 1)[-1]
-    assert option(daphne_argv, "-p", "--port") == container_port
-    assert option(daphne_argv, "-b", "--bind") == "0.0.0.0"
+    assert option(server_argv, "--port") == container_port
+    assert option(server_argv, "--host") == "0.0.0.0"
