@@ -12,7 +12,6 @@ reliable message queued before it.
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
@@ -29,7 +28,9 @@ class Outbox(Generic[Item]):
     ) -> None:
         self.max_reliable = max_reliable
         self._merge = merge
-        self._items: deque[tuple[bool, Item]] = deque()
+        # A list, not a deque: drained whole, and an empty list holds no block
+        # of memory, which every idle connection would otherwise keep.
+        self._items: list[tuple[bool, Item]] = []
         self._reliable = 0
         self.volatile_merged = 0
 
@@ -59,6 +60,6 @@ class Outbox(Generic[Item]):
     def drain(self) -> list[Item]:
         """Take everything queued, oldest first."""
         items = [item for _, item in self._items]
-        self._items.clear()
+        self._items = []
         self._reliable = 0
         return items
