@@ -61,6 +61,8 @@ def service_env(
         # The connection-rate limit protects production from one noisy IP; here
         # every client comes from 127.0.0.1 on purpose.
         RATE_LIMIT_MAX_REQUESTS="1000000",
+        # Load-generator clients join with a bare user_id: development-mode identity.
+        PRESENCE_DEV_AUTH="true",
         LOG_LEVEL="WARNING",  # one INFO line per join/leave would be measured too
         PYTHONUNBUFFERED="1",
     )

@@ -7,6 +7,7 @@ and validated here, so a bad value stops start-up with a clear message.
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -22,7 +23,7 @@ SECRET_KEY = ENV.get("SECRET_KEY", "")
 if not SECRET_KEY:
     if not DEBUG:
         raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off")
-    SECRET_KEY = "dev-only-insecure-key-change-me"
+    SECRET_KEY = "dev-only-insecure-secret-key-change-me-now"
 ALLOWED_HOSTS = env_list(ENV, "ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
 
 INSTALLED_APPS = [
@@ -123,12 +124,40 @@ PRESENCE = {
     "LATENCY_TRACKING_ENABLED": env_bool(ENV, "LATENCY_TRACKING_ENABLED", True),
     "REDIS_CHANNEL_PREFIX": REDIS_CHANNEL_PREFIX,
     "TICK_HZ": env_float(ENV, "PRESENCE_TICK_HZ", 20.0, minimum=0.0),
+    "DEV_AUTH": env_bool(ENV, "PRESENCE_DEV_AUTH", DEBUG),
+    "AUTH_TIMEOUT_SECONDS": env_float(ENV, "PRESENCE_AUTH_TIMEOUT_SECONDS", 5.0, minimum=0.001),
+    "ALLOWED_ORIGINS": env_list(ENV, "PRESENCE_ALLOWED_ORIGINS", []),
+    "ALLOW_MISSING_ORIGIN": env_bool(ENV, "PRESENCE_ALLOW_MISSING_ORIGIN", True),
+    "TRUSTED_PROXIES": env_list(ENV, "TRUSTED_PROXIES", []),
+    "MESSAGE_RATE_LIMIT": env_int(ENV, "MESSAGE_RATE_LIMIT", 100, minimum=1),
+    "MESSAGE_RATE_WINDOW_SECONDS": env_float(
+        ENV, "MESSAGE_RATE_WINDOW_SECONDS", 1.0, minimum=0.001
+    ),
+    "MESSAGE_RATE_STRIKES": env_int(ENV, "MESSAGE_RATE_STRIKES", 3, minimum=1),
+    "REDIS_URL": REDIS_URL,
 }
 
 # Daphne's own WebSocket limits, used by `manage.py runserver`; the Makefile
 # passes the same numbers to the daphne command line.
 DAPHNE_WEBSOCKET_MAX_MESSAGE_SIZE = 64 * 1024
 DAPHNE_WEBSOCKET_MAX_FRAME_SIZE = 64 * 1024
+
+# --- Tokens for the WebSocket handshake: POST /api/token/ (simplejwt).
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework_simplejwt.authentication.JWTAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+}
+SIMPLE_JWT = {
+    "ACCESS_TOKEN_LIFETIME": timedelta(
+        minutes=env_int(ENV, "JWT_ACCESS_TOKEN_MINUTES", 15, minimum=1)
+    ),
+    "REFRESH_TOKEN_LIFETIME": timedelta(days=env_int(ENV, "JWT_REFRESH_TOKEN_DAYS", 1, minimum=1)),
+    "ALGORITHM": "HS256",
+    "SIGNING_KEY": SECRET_KEY,
+    "UPDATE_LAST_LOGIN": False,
+}
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

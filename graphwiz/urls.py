@@ -9,5 +9,6 @@ urlpatterns = [
     path("", views.client_page, name="client-page"),
     path("health", views.health, name="health"),
     path("admin/", admin.site.urls),
+    path("api/", include("presence.api.urls")),
     path("", include("django_prometheus.urls")),
 ]

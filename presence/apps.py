@@ -11,6 +11,7 @@ class PresenceConfig(AppConfig):
 
     def ready(self) -> None:
         """Validate the presence settings at start-up, with a clear message."""
+        from presence import checks  # noqa: F401  (registers the system checks)
         from presence.conf import presence_settings
 
         presence_settings()

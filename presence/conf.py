@@ -19,6 +19,7 @@ from django.dispatch import receiver
 
 from presence.protocol.room import RoomLimits
 from presence.protocol.validation import FieldLimits
+from presence.ratelimits import trusted_networks
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +40,16 @@ class PresenceSettings:
     HEARTBEAT_INTERVAL_MS: int = 0  # advertised in ServerHello; 0 = no heartbeat asked
     TICK_HZ: float = 20.0  # pose fan-out ticks per second per room; 0 = send at once
     TICK_POSES_PER_ENTITY: int = 2  # newest poses of one entity kept per tick
+    # --- at the door (PROTOCOL.md sections 4 and 8)
+    DEV_AUTH: bool = False  # accept a bare user_id (development mode)
+    AUTH_TIMEOUT_SECONDS: float = 5.0  # wait for a ClientHello token, then 4408
+    ALLOWED_ORIGINS: tuple[str, ...] = ()  # browser origins beyond ALLOWED_HOSTS
+    ALLOW_MISSING_ORIGIN: bool = True  # native apps and bots send no Origin
+    TRUSTED_PROXIES: tuple[str, ...] = ()  # peers whose X-Forwarded-For is believed
+    MESSAGE_RATE_LIMIT: int = 100  # messages per connection per window
+    MESSAGE_RATE_WINDOW_SECONDS: float = 1.0
+    MESSAGE_RATE_STRIKES: int = 3  # consecutive windows over the limit before 4008
+    REDIS_URL: str = ""  # shared rate-limit windows when set
 
     @property
     def field_limits(self) -> FieldLimits:
@@ -59,6 +70,12 @@ def build(overrides: dict[str, Any]) -> PresenceSettings:
     unknown = sorted(set(overrides) - set(DEFAULTS))
     if unknown:
         raise ImproperlyConfigured(f"Unknown PRESENCE setting(s): {', '.join(unknown)}")
+    overrides = {
+        name: tuple(value)
+        if isinstance(DEFAULTS.get(name), tuple) and isinstance(value, list)
+        else value
+        for name, value in overrides.items()
+    }
     for name, value in overrides.items():
         expected = type(DEFAULTS[name])
         ok = isinstance(value, expected) or (expected is float and isinstance(value, int))
@@ -68,6 +85,10 @@ def build(overrides: dict[str, Any]) -> PresenceSettings:
             )
         if expected in (int, float):
             _check_number(name, value)
+    try:
+        trusted_networks(frozenset(overrides.get("TRUSTED_PROXIES", ())))
+    except ValueError as bad:
+        raise ImproperlyConfigured(f"PRESENCE['TRUSTED_PROXIES']: {bad}") from None
     return PresenceSettings(**overrides)
 
 

@@ -15,85 +15,40 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
+import time
 import uuid
 from typing import Any
-from urllib.parse import parse_qsl
 
 from channels.consumer import AsyncConsumer
 from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
 from django.utils import timezone
 
-from presence import services
-from presence.auth import AuthRefused, Identity, identify
-from presence.conf import PresenceSettings, presence_settings
+from presence import metrics, services
+from presence.auth import AuthRefused, Identity, authenticate_token
+from presence.conf import presence_settings
+from presence.handshake import Admission, Refusal, admit, display_name_for
 from presence.history import get_history
 from presence.hub import BackendUnavailable, Hub, get_hub
+from presence.outbound import SERVER_CAPABILITIES, Outbound, OutItem
 from presence.protocol import SERVER_VERSION
 from presence.protocol import core_pb2 as pb
-from presence.protocol.batch import TickBatch
-from presence.protocol.codec import EncodedMessage, Encoding, encode, negotiate_encoding
+from presence.protocol.codec import Encoding, encode
 from presence.protocol.codes import CloseCode, ErrorCode
 from presence.protocol.envelope import error_message, stamp
-from presence.protocol.errors import ProtocolError
 from presence.protocol.outbox import Outbox
+from presence.protocol.ratelimit import MessageRateLimiter
 from presence.protocol.room import Player
 from presence.protocol.session import Rejected, Session
+from presence.room_access import get_room_access
 
 logger = logging.getLogger(__name__)
 
-# What waits in a connection's outbox: a reliable message and its seq (0 for
-# direct replies), or one tick's poses.
-OutItem = tuple[EncodedMessage | TickBatch, int]
-BATCH_CAPABILITY = "batch"
-SERVER_CAPABILITIES = (BATCH_CAPABILITY,)
 
-ROOM_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
-MAX_QUERY_FIELDS = 16
 CLOSE_FLUSH_SECONDS = 2.0  # how long a closing connection may take to flush
 
 
-class PeerGone(Exception):
-    """The socket closed under a send: a normal race, not an error."""
-
-
-class Refusal(Exception):
-    """The handshake is refused: answer ``Error(code)``, then close."""
-
-    def __init__(self, code: ErrorCode, close_code: CloseCode, text: str) -> None:
-        super().__init__(text)
-        self.code = code
-        self.close_code = close_code
-        self.text = text
-
-
-def parse_query(raw: bytes) -> dict[str, str]:
-    """The handshake's query parameters (last value wins), bounded in count."""
-    try:
-        pairs = parse_qsl(
-            raw.decode("latin-1"), keep_blank_values=True, max_num_fields=MAX_QUERY_FIELDS
-        )
-    except ValueError:
-        raise Refusal(
-            ErrorCode.BAD_MESSAGE, CloseCode.BAD_REQUEST, "too many query parameters"
-        ) from None
-    return dict(pairs)
-
-
-def _display_name(query: dict[str, str], identity: Identity, conf: PresenceSettings) -> str:
-    name = query.get("display_name") or identity.display_name or identity.user_id
-    limit = conf.field_limits.display_name
-    if len(name) > limit or not name.isprintable():
-        raise Refusal(
-            ErrorCode.BAD_MESSAGE,
-            CloseCode.BAD_REQUEST,
-            f"display_name: 1-{limit} printable characters",
-        )
-    return name
-
-
-class PresenceConsumer(AsyncConsumer):
+class PresenceConsumer(Outbound, AsyncConsumer):
     """One WebSocket connection to one room."""
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -112,6 +67,13 @@ class PresenceConsumer(AsyncConsumer):
         self._recorded = False  # a history row was queued for this connection
         self._cleaned = False
         self._accepted = False
+        self._admission: Admission | None = None  # set between accept and join
+        self._timers: list[asyncio.TimerHandle] = []
+        self._rate = MessageRateLimiter(
+            limit=self.conf.MESSAGE_RATE_LIMIT,
+            window=self.conf.MESSAGE_RATE_WINDOW_SECONDS,
+            strikes=self.conf.MESSAGE_RATE_STRIKES,
+        )
         self.messages_out = 0
         self.bytes_out = 0
         try:
@@ -148,51 +110,94 @@ class PresenceConsumer(AsyncConsumer):
     # --- handshake ------------------------------------------------------------
 
     async def websocket_connect(self, event: dict[str, Any]) -> None:
-        """Client asked to connect: check, accept, join the room, say hello."""
-        subprotocol: str | None = None
+        """Client asked to connect: check, accept, then join (or wait for a token)."""
         try:
-            query = parse_query(self.scope.get("query_string", b""))
-            try:
-                self.encoding, subprotocol = negotiate_encoding(
-                    self.scope.get("subprotocols") or [], query.get("format")
-                )
-            except ProtocolError as bad:
-                raise Refusal(bad.code, CloseCode.BAD_REQUEST, bad.message) from None
-            room_id = self.scope["url_route"]["kwargs"].get("room_id", "")
-            if not ROOM_ID.fullmatch(room_id):
-                raise Refusal(ErrorCode.BAD_MESSAGE, CloseCode.BAD_REQUEST, "invalid room id")
-            identity = identify(query)
-            display_name = _display_name(query, identity, self.conf)
-        except (Refusal, AuthRefused) as refused:
-            await self._refuse(subprotocol, refused.code, refused.close_code, refused.text)
+            admission = await admit(self.scope, self.conf)
+        except Refusal as refused:
+            self.encoding = refused.encoding
+            await self._refuse(refused.subprotocol, refused)
             return
-        await self._accept(subprotocol)
-        await self._join(room_id, identity, display_name, query)
-
-    async def _join(
-        self, room_id: str, identity: Identity, display_name: str, query: dict[str, str]
-    ) -> None:
-        self.room_id = room_id
+        self.encoding = admission.encoding
+        await self._accept(admission.subprotocol)
         self.client_id = f"c{uuid.uuid4().hex[:15]}"
         self.session = Session(
             self.client_id, limits=self.conf.field_limits, bad_frame_limit=self.conf.BAD_FRAME_LIMIT
         )
         self.outbox = Outbox(max_reliable=self.conf.MESSAGE_QUEUE_SIZE, merge=self._merge_volatile)
+        if admission.identity is None:
+            # PROTOCOL.md section 4.2: the token may come in the first ClientHello.
+            self._admission = admission
+            self._after(self.conf.AUTH_TIMEOUT_SECONDS, self._credentials_too_late)
+            return
+        name = admission.query.get("display_name", "")
+        await self._join(admission, admission.identity, name)
+
+    async def _hello_with_token(self, hello: pb.ClientHello) -> None:
+        """The first ClientHello of a socket that came without credentials."""
+        admission, self._admission = self._admission, None
+        assert admission is not None
+        if not hello.auth_token:
+            self._refuse_late(
+                ErrorCode.UNAUTHORIZED, CloseCode.UNAUTHORIZED, "credentials required"
+            )
+            return
+        try:
+            identity = await database_sync_to_async(authenticate_token)(
+                hello.auth_token, room_id=admission.room_id
+            )
+        except AuthRefused as refused:
+            self._refuse_late(refused.code, refused.close_code, refused.text)
+            return
+        await self._join(admission, identity, hello.display_name)
+
+    def _credentials_too_late(self) -> None:
+        if self._admission is not None:
+            self._admission = None
+            self._refuse_late(
+                ErrorCode.UNAUTHORIZED, CloseCode.AUTH_TIMEOUT, "no credentials in time"
+            )
+
+    def _refuse_late(self, code: ErrorCode, close_code: CloseCode, text: str) -> None:
+        logger.info("refused a connection after accept: %s (%d)", text, close_code)
+        self._queue(error_message(code, text, now_ms=0))
+        self._close(close_code)
+
+    def _after(self, seconds: float, callback: Any) -> None:
+        self._timers.append(asyncio.get_running_loop().call_later(seconds, callback))
+
+    def _token_expired(self) -> None:
+        if self._close_code is None:
+            self._refuse_late(ErrorCode.UNAUTHORIZED, CloseCode.UNAUTHORIZED, "token expired")
+
+    async def _join(self, admission: Admission, identity: Identity, name: str) -> None:
+        try:
+            display_name = display_name_for(name, identity, self.conf)
+        except Refusal as refused:
+            self._refuse_late(refused.code, refused.close_code, refused.text)
+            return
+        room_id = admission.room_id
         self.hub = get_hub()
         present = self.hub.room(room_id)
+        occupancy = len(present.state) if present else 0
+        refusal = (await get_room_access().get(room_id)).refusal(occupancy)
+        if refusal is not None:
+            self._refuse_late(*refusal)
+            return
+        if identity.expires_at is not None:
+            self._after(max(0.0, identity.expires_at - time.time()), self._token_expired)
+        self.room_id = room_id
         headers = dict(self.scope.get("headers") or [])
-        client = self.scope.get("client") or [None]
         get_history().opened(
             connected_at=timezone.now(),
             room_id=room_id,
             external_user_id=identity.user_id,
             django_user_id=identity.django_user_id,
             assigned_client_id=self.client_id,
-            client_label=query.get("client_id", "")[:128],
+            client_label=admission.query.get("client_id", "")[:128],
             display_name=display_name,
-            ip_address=client[0],
+            ip_address=admission.ip_address,
             user_agent=headers.get(b"user-agent", b"").decode("latin-1"),
-            occupancy=(len(present.state) if present else 0) + 1,
+            occupancy=occupancy + 1,
         )
         self._recorded = True
         player = Player(
@@ -211,15 +216,15 @@ class PresenceConsumer(AsyncConsumer):
         await self.base_send({"type": "websocket.accept", "subprotocol": subprotocol})
         self._accepted = True
 
-    async def _refuse(
-        self, subprotocol: str | None, code: ErrorCode, close_code: CloseCode, text: str
-    ) -> None:
-        logger.info("refused a connection: %s (%d)", text, close_code)
+    async def _refuse(self, subprotocol: str | None, refused: Refusal) -> None:
+        logger.info("refused a connection: %s (%d)", refused.text, refused.close_code)
         await self._accept(subprotocol)
-        frame = encode(error_message(code, text, now_ms=0), self.encoding)
-        await self._send_frame(frame)
-        await self.base_send({"type": "websocket.close", "code": int(close_code)})
-        self._close_code = close_code
+        error = error_message(
+            refused.code, refused.text, now_ms=0, retry_after_ms=refused.retry_after_ms
+        )
+        await self._send_frame(encode(error, self.encoding))
+        await self.base_send({"type": "websocket.close", "code": int(refused.close_code)})
+        self._close_code = refused.close_code
         # Stay until the server reports the disconnect: returning now can cut
         # the socket before the client has read the close frame.
 
@@ -227,14 +232,41 @@ class PresenceConsumer(AsyncConsumer):
 
     async def websocket_receive(self, event: dict[str, Any]) -> None:
         """A frame arrived: validate it, apply it to the room, fan it out."""
-        if self.session is None or self.hub is None or self._close_code is not None:
+        if self.session is None or self._close_code is not None:
             return
         data = event.get("bytes")
         if data is None:
             data = event.get("text")
             if data is None:
                 return
+        verdict = self._rate.check()
+        metrics.count_rate_decision("message", verdict.allowed)
+        if not verdict.allowed:  # dropped before it is even decoded: never fanned out
+            self.session.messages_in += 1
+            if verdict.notify:
+                self._queue(
+                    error_message(
+                        ErrorCode.RATE_LIMITED,
+                        "too many messages",
+                        now_ms=0,
+                        retry_after_ms=verdict.retry_after_ms,
+                    )
+                )
+            if verdict.close:
+                self._close(CloseCode.RATE_LIMITED)
+            return
         result = self.session.receive(data)
+        if self._admission is not None and not isinstance(result, Rejected):
+            if result.kind == "client_hello":
+                await self._hello_with_token(result.message.client_hello)
+                return
+            result = Rejected(ErrorCode.UNAUTHORIZED, "send a ClientHello with auth_token first")
+        if self.hub is None:
+            if isinstance(result, Rejected):
+                self._queue(error_message(result.code, result.text, now_ms=0))
+                if result.close_code is not None:
+                    self._close(result.close_code)
+            return
         if isinstance(result, Rejected):
             now_ms = self.hub.now_ms()
             self._queue(
@@ -267,109 +299,6 @@ class PresenceConsumer(AsyncConsumer):
         """The socket closed: leave the room and close the history row."""
         await self._cleanup(self._close_code or int(event.get("code") or CloseCode.NORMAL))
         raise StopConsumer
-
-    # --- outbound -------------------------------------------------------------
-
-    def deliver_reliable(self, encoded: EncodedMessage) -> None:
-        """Queue a reliable room message, numbered with this session's next seq."""
-        if self.outbox is None or self.session is None or self._close_code is not None:
-            return
-        if not self.outbox.push((encoded, self.session.next_seq()), reliable=True):
-            logger.warning("client %s is too slow; closing 4009", self.client_id)
-            self._close(CloseCode.SLOW_CONSUMER)
-            return
-        self._kick()
-
-    def deliver_volatile(self, batch: TickBatch) -> None:
-        """Queue one tick's poses; unsent older poses merge into it (newest wins)."""
-        if self.outbox is None or self._close_code is not None:
-            return
-        self.outbox.push((batch, 0), reliable=False)
-        self._kick()
-
-    def _merge_volatile(self, older: OutItem, newer: OutItem) -> OutItem:
-        assert isinstance(older[0], TickBatch) and isinstance(newer[0], TickBatch)
-        merged = TickBatch.merge(
-            older[0],
-            newer[0],
-            limit=self.conf.VOLATILE_MERGE_LIMIT,
-            max_bytes=self.conf.VOLATILE_MERGE_BYTES,
-        )
-        return merged, 0
-
-    def _queue(self, message: pb.Message) -> None:
-        """Queue a direct, unnumbered reply (hello, error, ack, pong)."""
-        assert self.outbox is not None
-        if not self.outbox.push((EncodedMessage.of(message), 0), reliable=True):
-            self._close(CloseCode.SLOW_CONSUMER)
-            return
-        self._kick()
-
-    def _close(self, code: CloseCode) -> None:
-        """Flush what is queued, then close with ``code``."""
-        if self._close_code is None:
-            self._close_code = code
-        self._kick()
-
-    def _kick(self) -> None:
-        """Make sure a writer runs; it exits once the outbox is empty.
-
-        No task waits per idle connection: it costs memory that a room full of
-        idle members would pay for nothing.
-        """
-        if self._writer is None or self._writer.done():
-            self._writer = asyncio.create_task(self._write_loop())
-
-    async def _write_loop(self) -> None:
-        try:
-            await self._write_until_closed()
-        except asyncio.CancelledError:
-            raise
-        except PeerGone:
-            logger.info("client %s went away while frames were being sent", self.client_id)
-        except Exception:
-            logger.exception("writer of %s failed", self.client_id)
-
-    async def _write_until_closed(self) -> None:
-        assert self.outbox is not None
-        while True:
-            if not self.outbox and self._close_code is None:
-                return
-            if self._close_code is CloseCode.SLOW_CONSUMER:
-                self.outbox.drain()  # the client resumes; sending more only deepens the backlog
-            for item, seq in self.outbox.drain():
-                if isinstance(item, TickBatch):
-                    await self._send_batch(item)
-                else:
-                    await self._send_frame(item.frame(self.encoding, seq))
-            if self._close_code is not None:
-                await self.base_send({"type": "websocket.close", "code": int(self._close_code)})
-                await self._leave_room()
-                return
-
-    async def _send_batch(self, batch: TickBatch) -> None:
-        """One Batch frame to clients with the ``batch`` capability, else one frame each."""
-        assert self.session is not None and self.hub is not None
-        if BATCH_CAPABILITY in self.session.capabilities:
-            frame = batch.frame(self.client_id, self.encoding, self.hub.now_ms())
-            if frame is not None:
-                await self._send_frame(frame)
-            return
-        for encoded in batch.for_recipient(self.client_id):
-            await self._send_frame(encoded.frame(self.encoding))
-
-    async def _send_frame(self, frame: bytes | str) -> None:
-        self.messages_out += 1
-        if isinstance(frame, bytes):
-            self.bytes_out += len(frame)
-            event = {"type": "websocket.send", "bytes": frame}
-        else:
-            self.bytes_out += len(frame.encode("utf-8"))
-            event = {"type": "websocket.send", "text": frame}
-        try:
-            await self.base_send(event)
-        except Exception as exc:  # servers raise their own errors for a closed socket
-            raise PeerGone(str(exc)) from exc
 
     async def _fail(self, code: ErrorCode, close_code: CloseCode, text: str) -> None:
         """Error boundary: tell the client, close with ``close_code``, stop."""
@@ -406,6 +335,8 @@ class PresenceConsumer(AsyncConsumer):
         self._cleaned = True
         if self._close_code is None:
             self._close_code = CloseCode.NORMAL
+        for timer in self._timers:
+            timer.cancel()
         try:
             await self._leave_room()
         finally:

@@ -20,9 +20,16 @@ class ProtocolClient:
     """One connection: send ``pb.Message``, receive decoded ``pb.Message``."""
 
     def __init__(
-        self, path: str, *, subprotocols: list[str] | None = None, json: bool = False
+        self,
+        path: str,
+        *,
+        subprotocols: list[str] | None = None,
+        json: bool = False,
+        headers: list[tuple[bytes, bytes]] | None = None,
     ) -> None:
-        self.communicator = WebsocketCommunicator(APPLICATION, path, subprotocols=subprotocols)
+        self.communicator = WebsocketCommunicator(
+            APPLICATION, path, headers=headers, subprotocols=subprotocols
+        )
         self.json = json
         self.hello: pb.ServerHello | None = None
         self.close_code: int | None = None

@@ -142,11 +142,14 @@ async def test_invalid_room_id_gets_close_4400(
     assert code == 4400
 
 
-async def test_missing_user_id_gets_close_4401(daphne_server: Server, clients: ClientPool) -> None:
+async def test_no_credentials_in_time_gets_close_4408(
+    daphne_server: Server, clients: ClientPool
+) -> None:
+    # The server waits PRESENCE_AUTH_TIMEOUT_SECONDS (1 s here) for a ClientHello token.
     client = await clients.open(f"{daphne_server.ws_url}/ws/auth-room?display_name=Alice")
     code, before = await client.expect_close()
     assert [m.error.code for m in before] == [UNAUTHORIZED]
-    assert code == 4401
+    assert code == 4408
 
 
 async def test_oversized_frame_is_refused_and_server_keeps_serving(

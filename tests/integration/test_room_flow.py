@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from channels.db import database_sync_to_async
 
@@ -327,11 +329,12 @@ async def test_invalid_room_id_closes_4400(room: str) -> None:
     await client.close()
 
 
-async def test_missing_identity_closes_4401() -> None:
+async def test_missing_identity_closes_4408_after_the_deadline(settings: Any) -> None:
+    settings.PRESENCE = {**settings.PRESENCE, "AUTH_TIMEOUT_SECONDS": 0.2}
     client = ProtocolClient("/ws/r1")
     await client.open()
     assert (await client.recv()).error.code == ErrorCode.UNAUTHORIZED
-    assert await client.expect_close() == CloseCode.UNAUTHORIZED
+    assert await client.expect_close() == CloseCode.AUTH_TIMEOUT
     await client.close()
 
 

@@ -1,0 +1,1 @@
+"""HTTP API of presence (Django REST framework): token endpoints, mounted under ``/api/``."""

@@ -1,0 +1,9 @@
+"""``/api/`` routes: the simplejwt token pair (PROTOCOL.md section 1)."""
+
+from django.urls import path
+from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
+
+urlpatterns = [
+    path("token/", TokenObtainPairView.as_view(), name="token-obtain-pair"),
+    path("token/refresh/", TokenRefreshView.as_view(), name="token-refresh"),
+]

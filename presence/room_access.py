@@ -1,0 +1,94 @@
+"""May one more member enter a room? Locked and full rooms refuse (4423).
+
+The room's ``locked`` flag and ``max_occupancy`` live in the database (staff
+set them in the admin). They are read through a short per-process cache, so a
+connect costs no database round trip while the value is fresh: a change in
+the admin takes effect for new connections within ``ROOM_ACCESS_TTL_SECONDS``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import weakref
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from channels.db import database_sync_to_async
+
+from presence import selectors
+from presence.protocol.codes import CloseCode, ErrorCode
+
+ROOM_ACCESS_TTL_SECONDS = 2.0
+MAX_CACHED_ROOMS = 10_000  # room ids come from clients: the cache is bounded
+
+
+@dataclass(frozen=True, slots=True)
+class RoomAccess:
+    """What the admin says about a room."""
+
+    locked: bool = False
+    max_occupancy: int | None = None
+
+    def refusal(self, occupancy: int) -> tuple[ErrorCode, CloseCode, str] | None:
+        """Why one more member cannot enter, with ``occupancy`` already present."""
+        if self.locked:
+            return ErrorCode.ROOM_LOCKED, CloseCode.ROOM_UNAVAILABLE, "the room is locked"
+        if self.max_occupancy is not None and occupancy >= self.max_occupancy:
+            return ErrorCode.ROOM_FULL, CloseCode.ROOM_UNAVAILABLE, "the room is full"
+        return None
+
+
+def _read(room_id: str) -> RoomAccess:
+    room = selectors.room_get(room_id=room_id)
+    if room is None:
+        return RoomAccess()
+    return RoomAccess(locked=room.locked, max_occupancy=room.max_occupancy)
+
+
+class RoomAccessCache:
+    """A bounded, short-lived cache of :class:`RoomAccess` by room id."""
+
+    def __init__(
+        self,
+        *,
+        ttl: float = ROOM_ACCESS_TTL_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+        max_rooms: int = MAX_CACHED_ROOMS,
+    ) -> None:
+        self.ttl = ttl
+        self.clock = clock
+        self.max_rooms = max_rooms
+        self._entries: OrderedDict[str, tuple[float, RoomAccess]] = OrderedDict()
+
+    async def get(self, room_id: str) -> RoomAccess:
+        """The room's access rules, from the cache while fresh."""
+        now = self.clock()
+        cached = self._entries.get(room_id)
+        if cached is not None and now - cached[0] < self.ttl:
+            return cached[1]
+        access = await database_sync_to_async(_read)(room_id)
+        self._entries[room_id] = (self.clock(), access)
+        self._entries.move_to_end(room_id)
+        while len(self._entries) > self.max_rooms:
+            self._entries.popitem(last=False)
+        return access
+
+    def forget(self, room_id: str) -> None:
+        """Drop a room's cached rules (after a change made on this process)."""
+        self._entries.pop(room_id, None)
+
+
+_caches: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, RoomAccessCache] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def get_room_access() -> RoomAccessCache:
+    """The room-access cache of the running event loop."""
+    loop = asyncio.get_running_loop()
+    cache = _caches.get(loop)
+    if cache is None:
+        cache = _caches[loop] = RoomAccessCache()
+    return cache
