@@ -14,6 +14,7 @@ import pytest
 from channels.db import database_sync_to_async
 from django.conf import settings as django_settings
 from django.contrib.auth import get_user_model
+from django.test import AsyncClient
 from rest_framework_simplejwt.tokens import AccessToken, RefreshToken
 
 from presence.models import Room
@@ -384,4 +385,25 @@ async def test_full_room_refuses_new_members_4423(arena: Arena) -> None:
     )
     get_room_access().forget(ROOM)  # as a change made on this process does; else within 2 s
     await refused(f"/ws/{ROOM}?user_id=third", ErrorCode.ROOM_FULL, CloseCode.ROOM_UNAVAILABLE)
+    await arena.still_flowing()
+
+
+async def test_a_token_from_the_api_opens_a_socket_that_a_forged_one_cannot(
+    arena: Arena, alice: Any
+) -> None:
+    response = await AsyncClient().post(
+        "/api/token/",
+        {"username": "alice", "password": "pw-alice-123"},
+        content_type="application/json",
+    )
+    assert response.status_code == 200
+    access = response.json()["access"]
+    client = ProtocolClient(f"/ws/{ROOM}?auth_token={access}")
+    await client.join()
+    await client.close()
+    header, payload, _ = access.split(".")
+    forged_token = f"{header}.{payload}.{jwt.utils.base64url_encode(b'x' * 32).decode()}"
+    await refused(
+        f"/ws/{ROOM}?auth_token={forged_token}", ErrorCode.UNAUTHORIZED, CloseCode.UNAUTHORIZED
+    )
     await arena.still_flowing()
