@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import weakref
 from typing import Any
 
 from channels.db import database_sync_to_async
 
 from presence import services
+from presence.per_loop import per_event_loop
 
 logger = logging.getLogger(__name__)
 
@@ -67,28 +67,29 @@ class HistoryWriter:
             closes, self._closes = self._closes, []
             if not opens and not closes:
                 return
+            self.dropped += await database_sync_to_async(_write)(opens, closes)
+
+
+def _write(opens: list[dict[str, Any]], closes: list[dict[str, Any]]) -> int:
+    """Write a batch; if it fails, each record alone, so one bad record costs only itself."""
+    dropped = 0
+    try:
+        services.connection_sessions_open(sessions=opens)
+    except Exception:
+        logger.exception("a batch of %d session opens failed; writing them one by one", len(opens))
+        for record in opens:
             try:
-                await database_sync_to_async(_write)(opens, closes)
+                services.connection_sessions_open(sessions=[record])
             except Exception:
-                self.dropped += len(opens) + len(closes)
-                logger.exception("could not write %d history records", len(opens) + len(closes))
-
-
-def _write(opens: list[dict[str, Any]], closes: list[dict[str, Any]]) -> None:
-    services.connection_sessions_open(sessions=opens)
+                logger.exception("dropping one session open")
+                dropped += 1
     for close in closes:
-        services.connection_session_close(**close)
+        try:
+            services.connection_session_close(**close)
+        except Exception:
+            logger.exception("dropping one session close")
+            dropped += 1
+    return dropped
 
 
-_writers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, HistoryWriter] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def get_history() -> HistoryWriter:
-    """The history writer of the running event loop."""
-    loop = asyncio.get_running_loop()
-    writer = _writers.get(loop)
-    if writer is None:
-        writer = _writers[loop] = HistoryWriter()
-    return writer
+get_history = per_event_loop(HistoryWriter)

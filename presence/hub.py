@@ -15,13 +15,13 @@ import itertools
 import logging
 import time
 import uuid
-import weakref
 from collections.abc import Callable
 from typing import Any, Protocol
 
 from channels.layers import BaseChannelLayer, InMemoryChannelLayer, get_channel_layer
 
 from presence.conf import presence_settings
+from presence.per_loop import per_event_loop
 from presence.protocol import core_pb2 as pb
 from presence.protocol.batch import Entry, TickBatch
 from presence.protocol.codec import EncodedMessage
@@ -359,16 +359,11 @@ class Hub:
                 logger.exception("dropping an undeliverable fan-out event")
 
 
-_hubs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Hub] = weakref.WeakKeyDictionary()
+def _new_hub() -> Hub:
+    conf = presence_settings()
+    return Hub(
+        get_channel_layer(), tick_hz=conf.TICK_HZ, poses_per_entity=conf.TICK_POSES_PER_ENTITY
+    )
 
 
-def get_hub() -> Hub:
-    """The hub of the running event loop (one per process in production)."""
-    loop = asyncio.get_running_loop()
-    hub = _hubs.get(loop)
-    if hub is None:
-        conf = presence_settings()
-        hub = _hubs[loop] = Hub(
-            get_channel_layer(), tick_hz=conf.TICK_HZ, poses_per_entity=conf.TICK_POSES_PER_ENTITY
-        )
-    return hub
+get_hub = per_event_loop(_new_hub)

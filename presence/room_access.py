@@ -8,9 +8,7 @@ the admin takes effect for new connections within ``ROOM_ACCESS_TTL_SECONDS``.
 
 from __future__ import annotations
 
-import asyncio
 import time
-import weakref
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,6 +16,7 @@ from dataclasses import dataclass
 from channels.db import database_sync_to_async
 
 from presence import selectors
+from presence.per_loop import per_event_loop
 from presence.protocol.codes import CloseCode, ErrorCode
 
 ROOM_ACCESS_TTL_SECONDS = 2.0
@@ -80,15 +79,4 @@ class RoomAccessCache:
         self._entries.pop(room_id, None)
 
 
-_caches: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, RoomAccessCache] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def get_room_access() -> RoomAccessCache:
-    """The room-access cache of the running event loop."""
-    loop = asyncio.get_running_loop()
-    cache = _caches.get(loop)
-    if cache is None:
-        cache = _caches[loop] = RoomAccessCache()
-    return cache
+get_room_access = per_event_loop(RoomAccessCache)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Any
 
 from django.contrib.auth import get_user_model
@@ -18,6 +19,14 @@ def _fit(value: str, field: str, model: type[ConnectionSession] | type[ChatMessa
     # them and losing the session record is worse than losing a string's tail.
     max_length = model._meta.get_field(field).max_length
     return value[:max_length] if max_length is not None else value
+
+
+def _ip_or_none(value: str | None) -> str | None:
+    # The peer address is whatever the server reports ("unknown" without one).
+    try:
+        return str(ipaddress.ip_address(value)) if value else None
+    except ValueError:
+        return None
 
 
 def connection_sessions_open(*, sessions: list[dict[str, Any]]) -> list[int]:
@@ -57,7 +66,7 @@ def connection_sessions_open(*, sessions: list[dict[str, Any]]) -> list[int]:
                     assigned_client_id=r["assigned_client_id"],
                     client_label=_fit(r["client_label"], "client_label", ConnectionSession),
                     display_name=_fit(r["display_name"], "display_name", ConnectionSession),
-                    ip_address=r["ip_address"] or None,
+                    ip_address=_ip_or_none(r["ip_address"]),
                     user_agent=_fit(r["user_agent"], "user_agent", ConnectionSession),
                     connected_at=r["connected_at"],
                 )

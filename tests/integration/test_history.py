@@ -91,3 +91,24 @@ async def test_lifespan_shutdown_writes_what_is_still_queued() -> None:
 
     assert sent == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
     assert await rows() == [("late", None)]
+
+
+async def test_one_bad_record_does_not_cost_the_rest_of_its_batch() -> None:
+    writer = HistoryWriter(flush_seconds=3600)
+    writer.opened(**open_record("good-1"))
+    writer.opened(**{**open_record("bad"), "connected_at": "not a time"})
+    writer.opened(**open_record("good-2"))
+
+    await writer.flush()
+
+    assert [name for name, _ in await rows()] == ["good-1", "good-2"]
+    assert writer.dropped == 1
+
+
+async def test_a_peer_without_an_ip_address_is_recorded_without_one() -> None:
+    writer = HistoryWriter(flush_seconds=3600)
+    writer.opened(**{**open_record("a"), "ip_address": "unknown"})
+
+    await writer.flush()
+
+    assert await rows() == [("a", None)]
