@@ -98,19 +98,33 @@ REDIS_CHANNEL_PREFIX = ENV.get("REDIS_CHANNEL_PREFIX", "graphwiz")
 if REDIS_URL:
     if not REDIS_URL.startswith(("redis://", "rediss://", "unix://")):
         raise ImproperlyConfigured(f"REDIS_URL must be a redis:// URL, got {REDIS_URL!r}")
-    CHANNEL_LAYERS = {
-        "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {
-                # redis-py 8 times reads out after 5 s, as long as channels_redis's
-                # blocking receive waits: give idle receives room to finish.
-                "hosts": [{"address": REDIS_URL, "socket_timeout": 10}],
-                "prefix": f"{REDIS_CHANNEL_PREFIX}:layer:",
-                "capacity": 10000,
-                "expiry": 10,
-            },
+    REDIS_CHANNEL_LAYER = ENV.get("REDIS_CHANNEL_LAYER", "core")
+    # redis-py 8 times reads out after 5 s, as long as channels_redis's blocking
+    # receive waits: give idle receives room to finish.
+    _hosts = [{"address": REDIS_URL, "socket_timeout": 10}]
+    if REDIS_CHANNEL_LAYER == "core":
+        CHANNEL_LAYERS = {
+            "default": {
+                "BACKEND": "channels_redis.core.RedisChannelLayer",
+                "CONFIG": {
+                    "hosts": _hosts,
+                    "prefix": f"{REDIS_CHANNEL_PREFIX}:layer:",
+                    "capacity": 10000,
+                    "expiry": 10,
+                },
+            }
         }
-    }
+    elif REDIS_CHANNEL_LAYER == "pubsub":
+        CHANNEL_LAYERS = {
+            "default": {
+                "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+                "CONFIG": {"hosts": _hosts, "prefix": f"{REDIS_CHANNEL_PREFIX}:layer:"},
+            }
+        }
+    else:
+        raise ImproperlyConfigured(
+            f"REDIS_CHANNEL_LAYER must be 'core' or 'pubsub', got {REDIS_CHANNEL_LAYER!r}"
+        )
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
