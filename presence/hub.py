@@ -285,6 +285,7 @@ class Hub:
         try:
             await self.layer.group_send(room_group(room_id), event)
         except Exception as exc:  # the layer raises whatever its client raises
+            logger.warning("channel layer refused a group send: %r", exc)
             raise BackendUnavailable(str(exc)) from exc
 
     def _receive_remote(self, event: dict[str, Any]) -> None:
@@ -317,6 +318,7 @@ class Hub:
                     self._channel_name = await self.layer.new_channel(prefix="presence-hub.")
                 await self.layer.group_add(room_group(room_id), self._channel_name)
             except Exception as exc:
+                logger.warning("channel layer refused a subscription: %r", exc)
                 raise BackendUnavailable(str(exc)) from exc
             self._subscribed.add(room_id)
             if self._reader is None or self._reader.done():
@@ -336,6 +338,9 @@ class Hub:
             if not self._subscribed and self._reader is not None:
                 self._reader.cancel()
                 self._reader = None
+                # The pub/sub layer forgets a channel whose receive was cancelled:
+                # the next subscription starts on a new one.
+                self._channel_name = None
 
     async def _read(self) -> None:
         assert self.layer is not None and self._channel_name is not None

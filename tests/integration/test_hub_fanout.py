@@ -129,3 +129,22 @@ async def test_last_member_leaving_unsubscribes_the_room(two_hubs: tuple[Hub, Hu
     assert "r" in hub_a._subscribed
     await hub_a.leave("r", alice)
     assert hub_a.rooms == {} and hub_a._subscribed == set()
+
+
+async def test_a_room_can_be_rejoined_after_the_hub_emptied(two_hubs: tuple[Hub, Hub]) -> None:
+    hub_a, hub_b = two_hubs
+    first = RecordingMember("first")
+    await join(hub_a, "r", first)
+    reader = hub_a._reader
+    await hub_a.leave("r", first)  # the hub's reader stops with its last room
+    assert reader is not None
+    await asyncio.wait([reader], timeout=DELIVERY_TIMEOUT)
+    assert reader.done()
+    alice, bob = RecordingMember("alice"), RecordingMember("bob")
+    await join(hub_a, "r", alice)
+    await join(hub_b, "r", bob)
+    chat = hub_a.apply(
+        "r", "alice", "chat_message", pb.Message(chat_message=pb.ChatMessage(message="again"))
+    )
+    await hub_a.publish("r", chat.broadcasts)
+    assert (await bob.next_of("chat_message")).chat_message.message == "again"
