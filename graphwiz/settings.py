@@ -83,6 +83,9 @@ else:
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
             "NAME": SQLITE_PATH,
+            # Keep the database worker thread's connection: opening one per
+            # access (with its PRAGMAs) was most of a connect's cost.
+            "CONN_MAX_AGE": 600,
             # WAL without an fsync per commit: connect and chat writes stay cheap.
             "OPTIONS": {
                 "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
