@@ -8,6 +8,7 @@ all is an error, not a skip.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import socket
@@ -165,3 +166,18 @@ def _close_worker_thread_connections(request: pytest.FixtureRequest) -> Iterator
     # Outside any async_to_sync, thread-sensitive calls share one worker thread:
     # the one the consumers' database calls used.
     asyncio.run(database_sync_to_async(connections.close_all)())
+
+
+@pytest.fixture
+def auth_log(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:
+    """Capture presence's logs: the ``presence`` logger does not propagate to root."""
+    presence_logger = logging.getLogger("presence")
+    presence_logger.addHandler(caplog.handler)
+    caplog.handler.setLevel(logging.DEBUG)
+    previous = presence_logger.level
+    presence_logger.setLevel(logging.DEBUG)
+    try:
+        yield caplog
+    finally:
+        presence_logger.setLevel(previous)
+        presence_logger.removeHandler(caplog.handler)

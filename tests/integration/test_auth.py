@@ -11,11 +11,10 @@ import base64
 import hashlib
 import hmac
 import json
-import logging
 import time
 import uuid
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -56,21 +55,6 @@ def users() -> Users:
         bob=model.objects.create_user("bob"),
         carol=model.objects.create_user("carol", is_active=False),
     )
-
-
-@pytest.fixture
-def auth_log(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:
-    """Capture presence's logs: the ``presence`` logger does not propagate to root."""
-    logger = logging.getLogger("presence")
-    logger.addHandler(caplog.handler)
-    caplog.handler.setLevel(logging.DEBUG)
-    previous = logger.level
-    logger.setLevel(logging.DEBUG)
-    try:
-        yield caplog
-    finally:
-        logger.setLevel(previous)
-        logger.removeHandler(caplog.handler)
 
 
 # --- building tokens ----------------------------------------------------------

@@ -18,22 +18,10 @@ from presence.ratelimits import (
     build_attempt_limiter,
     client_ip,
 )
+from tests.fakes import FakeClock
 
 DEADLINE_SECONDS = 3.0  # generous: the machine may be busy; the waits end on a condition
 POLL_SECONDS = 0.01
-
-
-class FakeClock:
-    """Wall-clock seconds that move only when the test says so."""
-
-    def __init__(self, now: float = 1_700_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 @pytest.fixture

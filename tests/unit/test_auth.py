@@ -7,7 +7,6 @@ the test if one did).
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 
 import pytest
 from django.core.checks import Tags, run_checks
@@ -19,21 +18,6 @@ from presence.protocol.codes import CloseCode, ErrorCode
 ROOM = "lobby"
 UNAUTHORIZED = (ErrorCode.UNAUTHORIZED, CloseCode.UNAUTHORIZED)
 BAD_REQUEST = (ErrorCode.BAD_MESSAGE, CloseCode.BAD_REQUEST)
-
-
-@pytest.fixture
-def auth_log(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:
-    """Capture presence's logs: the ``presence`` logger does not propagate to root."""
-    logger = logging.getLogger("presence")
-    logger.addHandler(caplog.handler)
-    caplog.handler.setLevel(logging.DEBUG)
-    previous = logger.level
-    logger.setLevel(logging.DEBUG)
-    try:
-        yield caplog
-    finally:
-        logger.setLevel(previous)
-        logger.removeHandler(caplog.handler)
 
 
 @pytest.mark.parametrize(

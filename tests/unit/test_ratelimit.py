@@ -12,19 +12,7 @@ from presence.protocol.ratelimit import (
     SlidingWindow,
     attempt_key,
 )
-
-
-class FakeClock:
-    """A clock that moves only when the test says so."""
-
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
+from tests.fakes import FakeClock
 
 
 @pytest.fixture
