@@ -115,8 +115,13 @@ def service_command(server: str, port: int) -> list[str]:
             HOST,
             "--port",
             str(port),
+            # The same WebSocket options as `make run` and the Dockerfile.
+            "--ws",
+            "websockets-sansio",
             "--ws-max-size",
             str(MAX_WS_BYTES),
+            "--ws-per-message-deflate",
+            "false",
             "--no-access-log",
             "--log-level",
             "warning",

@@ -20,11 +20,11 @@ from pathlib import Path
 
 import pytest
 
+from bench.servers import service_command
 from tests.e2e.clients import ClientPool, http_get
 
 PROJECT = Path(__file__).resolve().parents[2]
 PYTHON = Path(sys.executable)
-DAPHNE = PYTHON.parent / "daphne"  # the daphne of whichever venv runs the tests
 MAX_WS_BYTES = 64 * 1024  # PROTOCOL.md section 8; the Makefile passes the same numbers
 START_SECONDS = 30.0  # Django start-up is ~1 s; generous for a loaded CI machine
 STOP_SECONDS = 5.0
@@ -60,40 +60,13 @@ def server_env(tmp: Path, *, redis_url: str = "", redis_prefix: str = "") -> dic
 
 
 def daphne_command(port: int) -> list[str]:
-    """``make run``'s daphne command line on ``port``."""
-    return [
-        str(DAPHNE),
-        "-b",
-        "127.0.0.1",
-        "-p",
-        str(port),
-        "--websocket-max-message-size",
-        str(MAX_WS_BYTES),
-        "--websocket-max-frame-size",
-        str(MAX_WS_BYTES),
-        "graphwiz.asgi:application",
-    ]
+    """The daphne command line the benchmark runs (as ``make run-daphne``) on ``port``."""
+    return service_command("daphne", port)
 
 
 def uvicorn_command(port: int) -> list[str]:
-    """``make run``'s uvicorn command line on ``port``."""
-    return [
-        str(PYTHON),
-        "-m",
-        "uvicorn",
-        "graphwiz.asgi:application",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--ws",
-        "websockets-sansio",
-        "--ws-max-size",
-        str(MAX_WS_BYTES),
-        "--ws-per-message-deflate",
-        "false",
-        "--no-access-log",
-    ]
+    """The uvicorn command line the benchmark runs (as ``make run``) on ``port``."""
+    return service_command("uvicorn", port)
 
 
 def runserver_command(port: int) -> list[str]:
