@@ -17,7 +17,6 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 
-from presence.protocol.room import RoomLimits
 from presence.protocol.validation import FieldLimits
 from presence.ratelimits import trusted_networks
 
@@ -55,11 +54,6 @@ class PresenceSettings:
     def field_limits(self) -> FieldLimits:
         """Bounds on client-supplied fields."""
         return FieldLimits(frame_bytes=self.MAX_FRAME_BYTES)
-
-    @property
-    def room_limits(self) -> RoomLimits:
-        """Bounds on what a room holds."""
-        return RoomLimits()
 
 
 DEFAULTS: dict[str, Any] = {f.name: f.default for f in fields(PresenceSettings)}
