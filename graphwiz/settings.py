@@ -152,6 +152,13 @@ PRESENCE = {
     ),
     "MESSAGE_RATE_STRIKES": env_int(ENV, "MESSAGE_RATE_STRIKES", 3, minimum=1),
     "REDIS_URL": REDIS_URL,
+    "REGISTRY_LEASE_SECONDS": env_float(
+        ENV, "PRESENCE_REGISTRY_LEASE_SECONDS", 15.0, minimum=0.001
+    ),
+    "REGISTRY_HEARTBEAT_SECONDS": env_float(
+        ENV, "PRESENCE_REGISTRY_HEARTBEAT_SECONDS", 5.0, minimum=0.001
+    ),
+    "POSE_SYNC_HZ": env_float(ENV, "PRESENCE_POSE_SYNC_HZ", 4.0, minimum=0.001),
 }
 
 # Daphne's own WebSocket limits, used by `manage.py runserver`; the Makefile

@@ -48,7 +48,11 @@ class PresenceSettings:
     MESSAGE_RATE_LIMIT: int = 100  # messages per connection per window
     MESSAGE_RATE_WINDOW_SECONDS: float = 1.0
     MESSAGE_RATE_STRIKES: int = 3  # consecutive windows over the limit before 4008
-    REDIS_URL: str = ""  # shared rate-limit windows when set
+    REDIS_URL: str = ""  # shared registry and rate-limit windows when set
+    # --- many instances on one Redis (README "Scaling out")
+    REGISTRY_LEASE_SECONDS: float = 15.0  # an instance silent this long is swept
+    REGISTRY_HEARTBEAT_SECONDS: float = 5.0  # heartbeat and sweep period
+    POSE_SYNC_HZ: float = 4.0  # pose writes to the registry per second, at most
 
     @property
     def field_limits(self) -> FieldLimits:
@@ -79,6 +83,13 @@ def build(overrides: dict[str, Any]) -> PresenceSettings:
             )
         if expected in (int, float):
             _check_number(name, value)
+    lease = overrides.get("REGISTRY_LEASE_SECONDS", DEFAULTS["REGISTRY_LEASE_SECONDS"])
+    heartbeat = overrides.get("REGISTRY_HEARTBEAT_SECONDS", DEFAULTS["REGISTRY_HEARTBEAT_SECONDS"])
+    if heartbeat >= lease:
+        raise ImproperlyConfigured(
+            f"PRESENCE['REGISTRY_HEARTBEAT_SECONDS'] ({heartbeat}) must be shorter than "
+            f"PRESENCE['REGISTRY_LEASE_SECONDS'] ({lease})"
+        )
     try:
         trusted_networks(frozenset(overrides.get("TRUSTED_PROXIES", ())))
     except ValueError as bad:

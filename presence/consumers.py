@@ -29,7 +29,7 @@ from presence.auth import AuthRefused, Identity, authenticate_token
 from presence.conf import presence_settings
 from presence.handshake import Admission, Refusal, admit, display_name_for
 from presence.history import get_history
-from presence.hub import BackendUnavailable, Hub, get_hub
+from presence.hub import BackendUnavailable, Draining, Hub, get_hub
 from presence.outbound import SERVER_CAPABILITIES, Outbound, OutItem
 from presence.protocol import SERVER_VERSION
 from presence.protocol import core_pb2 as pb
@@ -98,6 +98,8 @@ class PresenceConsumer(Outbound, AsyncConsumer):
             await handler(message)
         except StopConsumer:
             raise
+        except Draining:
+            await self._fail(ErrorCode.UNAVAILABLE, CloseCode.GOING_AWAY, "server going away")
         except BackendUnavailable:
             logger.warning("channel layer unavailable; closing %s", self.client_id or "handshake")
             await self._fail(
@@ -162,6 +164,15 @@ class PresenceConsumer(Outbound, AsyncConsumer):
         self._queue(error_message(code, text, now_ms=0))
         self._close(close_code)
 
+    def abort(self, close_code: CloseCode, text: str) -> None:
+        """Close on the hub's word: Redis failed (4012) or the server is going away (4000)."""
+        if self._close_code is not None or self.outbox is None:
+            return
+        logger.info("closing %s: %s (%d)", self.client_id, text, close_code)
+        if close_code == CloseCode.BACKEND_UNAVAILABLE:
+            self._queue(error_message(ErrorCode.UNAVAILABLE, text, now_ms=0))
+        self._close(close_code)
+
     def _after(self, seconds: float, callback: Any) -> None:
         self._timers.append(asyncio.get_running_loop().call_later(seconds, callback))
 
@@ -177,8 +188,7 @@ class PresenceConsumer(Outbound, AsyncConsumer):
             return
         room_id = admission.room_id
         self.hub = get_hub()
-        present = self.hub.room(room_id)
-        occupancy = len(present.state) if present else 0
+        occupancy = await self.hub.occupancy(room_id)  # on every instance
         refusal = (await get_room_access().get(room_id)).refusal(occupancy)
         if refusal is not None:
             self._refuse_late(*refusal)
@@ -193,7 +203,7 @@ class PresenceConsumer(Outbound, AsyncConsumer):
             external_user_id=identity.user_id,
             django_user_id=identity.django_user_id,
             assigned_client_id=self.client_id,
-            client_label=admission.query.get("client_id", "")[:128],
+            client_label=admission.query.get("client_id", "")[:128],  # also in the registry
             display_name=display_name,
             ip_address=admission.ip_address,
             user_agent=headers.get(b"user-agent", b"").decode("latin-1"),
@@ -203,7 +213,8 @@ class PresenceConsumer(Outbound, AsyncConsumer):
         player = Player(
             client_id=self.client_id, user_id=identity.user_id, display_name=display_name
         )
-        hello, joined = await self.hub.join(room_id, self, player)
+        label = admission.query.get("client_id", "")[:128]
+        hello, joined = await self.hub.join(room_id, self, player, client_label=label)
         hello.server_version = SERVER_VERSION
         hello.session_id = uuid.uuid4().hex
         hello.heartbeat_interval_ms = self.conf.HEARTBEAT_INTERVAL_MS

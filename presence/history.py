@@ -93,3 +93,13 @@ def _write(opens: list[dict[str, Any]], closes: list[dict[str, Any]]) -> int:
 
 
 get_history = per_event_loop(HistoryWriter)
+
+
+async def close_lost_sessions(client_ids: list[str]) -> None:
+    """Close the history rows of connections lost with their instance (reason "lost")."""
+    try:
+        await database_sync_to_async(services.connection_sessions_lost)(
+            assigned_client_ids=client_ids
+        )
+    except Exception:
+        logger.exception("could not close the sessions of %d lost connections", len(client_ids))

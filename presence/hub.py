@@ -6,6 +6,13 @@ messages at once, poses once per room tick as one :class:`TickBatch` (newest
 pose per entity, encoded once). What its members send goes once per tick per
 room to the channel-layer group ``room.<id>``, where the other processes' hubs
 read it through their one channel and deliver it to their own members.
+
+Membership, hosts and entities are also recorded in the :mod:`presence.registry`
+(in Redis with ``REDIS_URL``): the registry elects hosts for rooms spread over
+instances and gives a joiner the whole room. State changes reach the registry
+before the group message that announces them; poses reach it a few times a
+second (:mod:`presence.keeper`). When Redis fails, every local member is
+closed with 4012 and the keeper tidies up once it answers again.
 """
 
 from __future__ import annotations
@@ -15,17 +22,29 @@ import itertools
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from channels.layers import BaseChannelLayer, InMemoryChannelLayer, get_channel_layer
+from channels_redis.core import RedisChannelLayer
+from channels_redis.pubsub import RedisPubSubChannelLayer
 
+from presence import metrics
 from presence.conf import presence_settings
 from presence.per_loop import per_event_loop
 from presence.protocol import core_pb2 as pb
 from presence.protocol.batch import Entry, TickBatch
 from presence.protocol.codec import EncodedMessage
-from presence.protocol.room import Broadcast, Outcome, Player, RoomState
+from presence.protocol.codes import CloseCode
+from presence.protocol.room import Broadcast, Outcome, Player, RoomChanges, RoomState
+from presence.registry import (
+    Arrival,
+    Departure,
+    InProcessRegistry,
+    Registry,
+    RegistryUnavailable,
+    RoomSnapshot,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +61,10 @@ class BackendUnavailable(Exception):
     """The channel layer (Redis) could not be reached."""
 
 
+class Draining(Exception):
+    """The instance is shutting down and takes no new members."""
+
+
 class Member(Protocol):
     """A local connection the hub delivers to; both calls only queue, never block."""
 
@@ -52,6 +75,9 @@ class Member(Protocol):
 
     def deliver_volatile(self, batch: TickBatch) -> None:
         """Queue one tick's volatile messages (the member skips its own)."""
+
+    def abort(self, close_code: CloseCode, text: str) -> None:
+        """Close the connection with ``close_code`` (it then leaves as usual)."""
 
 
 def room_group(room_id: str) -> str:
@@ -119,6 +145,25 @@ def _deliver_reliable(room: LocalRoom, broadcast: Broadcast) -> None:
             member.deliver_reliable(encoded)
 
 
+def _initial_state(
+    snapshot: RoomSnapshot, local: RoomState, *, for_client: str, now_ms: int
+) -> pb.WorldState:
+    """The room as the registry holds it, with this process's fresher poses."""
+    players = [
+        local.players[p.client_id].snapshot() if p.client_id in local.players else p
+        for p in snapshot.players
+        if p.client_id != for_client
+    ]
+    entities = [
+        local.entities[e.id].snapshot() if e.id in local.entities else e for e in snapshot.entities
+    ]
+    return pb.WorldState(players=players, entities=entities, last_update=now_ms)
+
+
+async def _forget(client_ids: list[str]) -> None:
+    """Default for what to do about connections lost with their instance: nothing."""
+
+
 class Hub:
     """This process's rooms, local delivery, the tick and channel-layer fan-out."""
 
@@ -126,12 +171,16 @@ class Hub:
         self,
         layer: BaseChannelLayer | None,
         *,
+        registry: Registry | None = None,
         clock: Callable[[], float] = time.time,
         instance_id: str | None = None,
         tick_hz: float = DEFAULT_TICK_HZ,
         poses_per_entity: int = DEFAULT_POSES_PER_ENTITY,
+        on_lost: Callable[[list[str]], Awaitable[None]] = _forget,
     ) -> None:
         self.layer = layer
+        self.registry: Registry = registry if registry is not None else InProcessRegistry()
+        self.on_lost = on_lost
         # The in-process layer has no other process to reach: skip the round trip.
         self.remote = layer is not None and not isinstance(layer, InMemoryChannelLayer)
         self.clock = clock
@@ -145,6 +194,13 @@ class Hub:
         self._channel_name: str | None = None
         self._reader: asyncio.Task[None] | None = None
         self._ticker: asyncio.Task[None] | None = None
+        self.keeper: Any = None  # presence.keeper.Keeper, when the registry is shared
+        self.registered = False  # the registry has seen this instance (join or heartbeat)
+        self.draining = False  # shutting down: joins are refused
+        self._layer_failed = False  # reset the layer's connections before the next use
+        self.degraded = False  # Redis failed; the keeper reconciles when it answers
+        self.emptied = asyncio.Event()  # set while no local member is left
+        self.emptied.set()
 
     def now_ms(self) -> int:
         """The hub clock in milliseconds since the epoch."""
@@ -160,31 +216,46 @@ class Hub:
     # --- membership -------------------------------------------------------
 
     async def join(
-        self, room_id: str, member: Member, player: Player
+        self, room_id: str, member: Member, player: Player, *, client_label: str = ""
     ) -> tuple[pb.ServerHello, list[Broadcast]]:
         """Add ``member`` to the room; return its ``ServerHello`` and the JOIN.
 
-        Local members already have the JOIN; the caller queues the hello, then
-        publishes the JOIN to the other processes. Nothing reaches the joiner
-        before its hello: no await lies between registering and returning.
+        The registry records the connection first and answers with the host
+        and the room as every instance sees it. Local members already have
+        the JOIN; the caller queues the hello, then publishes the JOIN to the
+        other processes. Nothing reaches the joiner before its hello: no await
+        lies between registering and returning.
         """
+        if self.draining:
+            raise Draining
         await self._subscribe(room_id)
+        arrival = Arrival(room_id, self.instance_id, player, client_label, self.now_ms())
+        try:
+            snapshot = await self.registry.join(arrival)
+        except RegistryUnavailable as exc:
+            if room_id not in self.rooms:
+                await self._unsubscribe(room_id)
+            raise self.backend_failed("registry", exc) from exc
+        self.check_registered(snapshot.instance_was_unknown)
         room = self.rooms.get(room_id)
         if room is None:
-            state = RoomState(room_id, next_id=self._next_message_id)
+            state = RoomState(room_id, next_id=self._next_message_id, elects_host=False)
             room = self.rooms[room_id] = LocalRoom(state)
         now_ms = self.now_ms()
-        outcome = room.state.join(player, now_ms=now_ms)
+        outcome = room.state.join(player, now_ms=now_ms, host_client_id=snapshot.host_client_id)
         # Route before registering: poses queued so far are already in the
         # joiner's snapshot and must not reach it ahead of its hello.
         due = self._route(room, outcome.broadcasts)
         room.members[member.client_id] = member
+        self.emptied.clear()
         self._ensure_ticker()
         hello = pb.ServerHello(
             assigned_client_id=player.client_id,
             room_id=room_id,
-            host_client_id=room.state.host_client_id,
-            initial_state=room.state.world_state(for_client=player.client_id, now_ms=now_ms),
+            host_client_id=snapshot.host_client_id,
+            initial_state=_initial_state(
+                snapshot, room.state, for_client=player.client_id, now_ms=now_ms
+            ),
         )
         return hello, due
 
@@ -193,17 +264,112 @@ class Hub:
         room = self.rooms.get(room_id)
         if room is None or room.members.get(member.client_id) is not member:
             return
-        del room.members[member.client_id]
-        outcome = room.state.leave(member.client_id, now_ms=self.now_ms())
-        due = self._route(room, outcome.broadcasts)
-        if not room.members:
+        del room.members[member.client_id]  # nothing more is delivered to it
+        departure: Departure | None = None
+        try:
+            departure = await self.registry.leave(room_id, self.instance_id, member.client_id)
+        except RegistryUnavailable as exc:
+            self.backend_failed("registry", exc)  # the keeper removes it later
+        now_ms = self.now_ms()
+        broadcasts = room.state.leave(member.client_id, now_ms=now_ms).broadcasts
+        host = None
+        if departure is not None and departure.host_changed:
+            broadcasts.extend(room.state.hand_over(departure.new_host, now_ms=now_ms))
+            host = room.state.host_client_id
+        due = self._route(room, broadcasts)
+        if not room.members and self.rooms.get(room_id) is room:
             due.extend(self._flush(room))
             del self.rooms[room_id]
+            if not self.rooms:
+                self.emptied.set()
         try:
-            await self._publish_remote(room_id, due)
+            await self._publish_remote(room_id, due, host=host)
         finally:
             if room_id not in self.rooms:
                 await self._unsubscribe(room_id)
+
+    async def occupancy(self, room_id: str) -> int:
+        """Members of the room on every instance."""
+        try:
+            return await self.registry.occupancy(room_id)
+        except RegistryUnavailable as exc:
+            raise self.backend_failed("registry", exc) from exc
+
+    def local_members(self) -> list[Member]:
+        """Every member of this process, in every room."""
+        return [m for room in self.rooms.values() for m in room.members.values()]
+
+    def abort_all(self, close_code: CloseCode, text: str) -> None:
+        """Close every local member with ``close_code``."""
+        for member in self.local_members():
+            member.abort(close_code, text)
+
+    def abort_clients(self, client_ids: set[str], close_code: CloseCode, text: str) -> None:
+        """Close the local members among ``client_ids``."""
+        for member in self.local_members():
+            if member.client_id in client_ids:
+                member.abort(close_code, text)
+
+    def check_registered(self, was_unknown: bool) -> None:
+        """The registry did not know this instance: if it knew it before, it swept it.
+
+        The other instances have seen its members leave; they must reconnect.
+        """
+        if was_unknown and self.registered and self.local_members():
+            logger.warning("this instance was swept as dead; closing its connections")
+            self.abort_all(CloseCode.BACKEND_UNAVAILABLE, "backend unavailable")
+        self.registered = True
+
+    def backend_failed(self, operation: str, exc: Exception) -> BackendUnavailable:
+        """Redis failed: count it, close every local member with 4012, and say so."""
+        metrics.count_layer_failure(operation)
+        if not self.degraded:
+            logger.warning("Redis failed (%s: %r); closing local connections", operation, exc)
+        self.degraded = True
+        self._layer_failed = True
+        self.abort_all(CloseCode.BACKEND_UNAVAILABLE, "backend unavailable")
+        return BackendUnavailable(str(exc))
+
+    async def announce(self, departures: list[Departure], *, lost: bool = True) -> None:
+        """Tell every instance about connections the registry removed (swept or retired).
+
+        ``lost``: their instance died, so their history rows are closed as lost.
+        """
+        for gone in departures:
+            room = self.rooms.get(gone.room_id)
+            state = room.state if room is not None else self._scratch_state(gone.room_id)
+            now_ms = self.now_ms()
+            state.players.pop(gone.client_id, None)
+            for entity_id in gone.entity_ids:
+                state.entities.pop(entity_id, None)
+            broadcasts = state.departure(gone.client_id, gone.entity_ids, now_ms=now_ms)
+            host = None
+            if gone.host_changed:
+                broadcasts.extend(state.hand_over(gone.new_host, now_ms=now_ms))
+                host = state.host_client_id
+            due = self._route(room, broadcasts) if room is not None else broadcasts
+            try:
+                await self._publish_remote(gone.room_id, due, host=host)
+            except BackendUnavailable:
+                logger.warning("could not announce a departure to the other instances")
+        if departures and lost:
+            await self.on_lost([d.client_id for d in departures])
+
+    def _scratch_state(self, room_id: str) -> RoomState:
+        return RoomState(room_id, next_id=self._next_message_id, elects_host=False)
+
+    async def sync(self) -> None:
+        """Write every room's changed players and entities (poses) to the registry."""
+        changes = {room_id: room.state.take_changes() for room_id, room in self.rooms.items()}
+        await self._write({room_id: c for room_id, c in changes.items() if c})
+
+    async def _write(self, changes: dict[str, RoomChanges]) -> None:
+        if not changes:
+            return
+        try:
+            await self.registry.write(changes)
+        except RegistryUnavailable as exc:
+            raise self.backend_failed("registry", exc) from exc
 
     # --- messages ---------------------------------------------------------
 
@@ -219,7 +385,15 @@ class Hub:
         return outcome
 
     async def publish(self, room_id: str, broadcasts: list[Broadcast]) -> None:
-        """Hand ``broadcasts`` to the other processes."""
+        """Record what changed in the registry, then hand ``broadcasts`` to the others.
+
+        Changes ride with reliable messages; poses alone wait for :meth:`sync`.
+        """
+        room = self.rooms.get(room_id)
+        if room is not None and any(b.reliable for b in broadcasts):
+            changes = room.state.take_changes()
+            if changes:
+                await self._write({room_id: changes})
         await self._publish_remote(room_id, broadcasts)
 
     def _route(self, room: LocalRoom, broadcasts: list[Broadcast]) -> list[Broadcast]:
@@ -276,17 +450,26 @@ class Hub:
 
     # --- other processes ----------------------------------------------------
 
-    async def _publish_remote(self, room_id: str, broadcasts: list[Broadcast]) -> None:
+    async def _publish_remote(
+        self, room_id: str, broadcasts: list[Broadcast], *, host: str | None = None
+    ) -> None:
+        """One group message for the other processes; ``host`` when the host changed."""
         if not self.remote or not broadcasts:
             return
         assert self.layer is not None
         items = [[b.encoded().proto, b.reliable, b.exclude, b.volatile_key] for b in broadcasts]
-        event = {"type": FANOUT_EVENT, "origin": self.instance_id, "room": room_id, "items": items}
+        event: dict[str, Any] = {
+            "type": FANOUT_EVENT,
+            "origin": self.instance_id,
+            "room": room_id,
+            "items": items,
+        }
+        if host is not None:
+            event["host"] = host
         try:
             await self.layer.group_send(room_group(room_id), event)
         except Exception as exc:  # the layer raises whatever its client raises
-            logger.warning("channel layer refused a group send: %r", exc)
-            raise BackendUnavailable(str(exc)) from exc
+            raise self.backend_failed("group_send", exc) from exc
 
     def _receive_remote(self, event: dict[str, Any]) -> None:
         if event.get("type") != FANOUT_EVENT or event.get("origin") == self.instance_id:
@@ -294,6 +477,8 @@ class Hub:
         room = self.rooms.get(event.get("room", ""))
         if room is None:
             return
+        if "host" in event:  # another instance handed the host role on
+            room.state.host_client_id = event["host"]
         volatile: list[Broadcast] = []
         for proto, reliable, exclude, key in event["items"]:
             broadcast = Broadcast(pb.Message(), reliable, exclude, key)
@@ -314,15 +499,37 @@ class Hub:
             if room_id in self._subscribed:
                 return
             try:
+                if self._layer_failed and not self._subscribed:
+                    await self._reset_layer()
                 if self._channel_name is None:
                     self._channel_name = await self.layer.new_channel(prefix="presence-hub.")
                 await self.layer.group_add(room_group(room_id), self._channel_name)
             except Exception as exc:
-                logger.warning("channel layer refused a subscription: %r", exc)
-                raise BackendUnavailable(str(exc)) from exc
+                raise self.backend_failed("group_add", exc) from exc
             self._subscribed.add(room_id)
             if self._reader is None or self._reader.done():
                 self._reader = asyncio.create_task(self._read(), name="presence-hub-reader")
+
+    async def _reset_layer(self) -> None:
+        """Start again on fresh connections after Redis failed.
+
+        Only this process's side goes: the reader, its channel, the pub/sub
+        layer's subscriptions and queues, the core layer's pools. Called with
+        no room subscribed, so no member needs any of it.
+        """
+        assert self.layer is not None
+        self._layer_failed = False
+        if self._reader is not None:
+            self._reader.cancel()
+            self._reader = None
+        self._channel_name = None
+        try:
+            if isinstance(self.layer, RedisPubSubChannelLayer):
+                await self.layer.flush()
+            elif isinstance(self.layer, RedisChannelLayer):
+                await self.layer.close_pools()
+        except Exception:
+            logger.warning("could not reset the channel layer's connections")
 
     async def _unsubscribe(self, room_id: str) -> None:
         if self.layer is None or self._channel_name is None:
@@ -334,10 +541,12 @@ class Hub:
             try:
                 await self.layer.group_discard(room_group(room_id), self._channel_name)
             except Exception:
+                metrics.count_layer_failure("group_discard")
                 logger.warning("group_discard failed for a room; it expires on its own")
-            if not self._subscribed and self._reader is not None:
-                self._reader.cancel()
-                self._reader = None
+            if not self._subscribed:
+                if self._reader is not None:
+                    self._reader.cancel()
+                    self._reader = None
                 # The pub/sub layer forgets a channel whose receive was cancelled:
                 # the next subscription starts on a new one.
                 self._channel_name = None
@@ -355,6 +564,7 @@ class Hub:
             except asyncio.CancelledError:
                 raise
             except Exception:
+                metrics.count_layer_failure("receive")
                 logger.exception("channel layer receive failed; retrying")
                 await asyncio.sleep(READER_RETRY_SECONDS)
                 continue
@@ -365,10 +575,30 @@ class Hub:
 
 
 def _new_hub() -> Hub:
+    from presence.history import close_lost_sessions
+    from presence.keeper import start_keeper
+    from presence.redis_registry import RedisRegistry
+    from presence.shutdown import drain_on_sigterm
+
     conf = presence_settings()
-    return Hub(
-        get_channel_layer(), tick_hz=conf.TICK_HZ, poses_per_entity=conf.TICK_POSES_PER_ENTITY
+    registry: Registry = InProcessRegistry()
+    if conf.REDIS_URL:
+        registry = RedisRegistry(
+            conf.REDIS_URL,
+            prefix=conf.REDIS_CHANNEL_PREFIX,
+            lease_seconds=conf.REGISTRY_LEASE_SECONDS,
+        )
+    hub = Hub(
+        get_channel_layer(),
+        registry=registry,
+        tick_hz=conf.TICK_HZ,
+        poses_per_entity=conf.TICK_POSES_PER_ENTITY,
+        on_lost=close_lost_sessions,
     )
+    metrics.count_core_layer_drops()
+    start_keeper(hub, conf)
+    drain_on_sigterm(hub)
+    return hub
 
 
 get_hub = per_event_loop(_new_hub)

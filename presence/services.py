@@ -140,6 +140,19 @@ def connection_session_close(
             )
 
 
+LOST_CLOSE_CODE = 1006  # abnormal closure: the instance died, no close frame was sent
+LOST_REASON = "lost"
+
+
+def connection_sessions_lost(*, assigned_client_ids: list[str]) -> int:
+    """Close the open sessions of connections whose instance died; how many were open."""
+    if not assigned_client_ids:
+        return 0
+    return ConnectionSession.objects.filter(
+        assigned_client_id__in=assigned_client_ids, disconnected_at__isnull=True
+    ).update(disconnected_at=timezone.now(), close_code=LOST_CLOSE_CODE, close_reason=LOST_REASON)
+
+
 def chat_message_store(
     *,
     room_id: str,

@@ -143,8 +143,14 @@ def layer_config(kind: str, redis_url: str, prefix: str) -> dict[str, object]:
 def channel_layer_kind(
     request: pytest.FixtureRequest, settings, redis_url: str, redis_prefix: str
 ) -> str:
-    """Run the test once with the in-process layer and once with Redis."""
+    """Run the test once in process (layer and registry) and once on Redis."""
     settings.CHANNEL_LAYERS = layer_config(request.param, redis_url, redis_prefix)
+    if request.param == "redis":
+        settings.PRESENCE = {
+            **settings.PRESENCE,
+            "REDIS_URL": redis_url,
+            "REDIS_CHANNEL_PREFIX": redis_prefix,
+        }
     return str(request.param)
 
 

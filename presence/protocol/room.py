@@ -45,6 +45,19 @@ class Player:
             data.rotation.CopyFrom(self.rotation)
         return data
 
+    @classmethod
+    def from_snapshot(cls, snap: pb.PlayerSnapshot, *, user_id: str = "") -> Player:
+        """A player known only from its snapshot (a member of another instance)."""
+        return cls(
+            client_id=snap.client_id,
+            user_id=user_id,
+            display_name=snap.display_name,
+            avatar_url=snap.avatar_url,
+            avatar_config=snap.avatar_config if snap.HasField("avatar_config") else None,
+            position=snap.position if snap.HasField("position") else None,
+            rotation=snap.rotation if snap.HasField("rotation") else None,
+        )
+
     def snapshot(self) -> pb.PlayerSnapshot:
         """The player as listed in a joiner's ``initial_state``."""
         snap = pb.PlayerSnapshot(
@@ -112,6 +125,18 @@ class Outcome:
     chat_text: str | None = None
 
 
+@dataclass(slots=True)
+class RoomChanges:
+    """What changed in a room since it was last written to the shared registry."""
+
+    players: list[Player] = field(default_factory=list)
+    entities: list[Entity] = field(default_factory=list)
+    removed_entities: list[tuple[str, str]] = field(default_factory=list)  # (owner, entity id)
+
+    def __bool__(self) -> bool:
+        return bool(self.players or self.entities or self.removed_entities)
+
+
 @dataclass(frozen=True, slots=True)
 class RoomLimits:
     """Bounds on what clients can make a room hold."""
@@ -131,27 +156,47 @@ def _component_text(value: bytes) -> str:
 
 
 class RoomState:
-    """Members in join order, entities, and the host of one room."""
+    """Members in join order, entities, and the host of one room.
+
+    With ``elects_host`` (one process) the room picks its host itself. Without
+    it (members spread over instances) the shared registry decides: ``join``
+    takes the host it elected and :meth:`hand_over` applies a hand-over.
+    """
 
     def __init__(
-        self, room_id: str, *, next_id: Callable[[], str], limits: RoomLimits | None = None
+        self,
+        room_id: str,
+        *,
+        next_id: Callable[[], str],
+        limits: RoomLimits | None = None,
+        elects_host: bool = True,
     ) -> None:
         self.room_id = room_id
         self.players: dict[str, Player] = {}  # insertion order = join order
         self.entities: dict[str, Entity] = {}
         self.host_client_id = ""
+        self.elects_host = elects_host
         self._next_id = next_id
         self._limits = limits or RoomLimits()
+        self._changed_players: set[str] = set()
+        self._changed_entities: set[str] = set()
+        self._removed_entities: list[tuple[str, str]] = []
 
     def __len__(self) -> int:
         return len(self.players)
 
     # --- membership -------------------------------------------------------
 
-    def join(self, player: Player, *, now_ms: int) -> Outcome:
-        """Add ``player``; the first member becomes host; the others hear JOIN."""
+    def join(self, player: Player, *, now_ms: int, host_client_id: str | None = None) -> Outcome:
+        """Add ``player``; the others hear JOIN.
+
+        The host is ``host_client_id`` when given (the registry's choice), else
+        the first member.
+        """
         self.players[player.client_id] = player
-        if not self.host_client_id:
+        if host_client_id is not None:
+            self.host_client_id = host_client_id
+        elif not self.host_client_id:
             self.host_client_id = player.client_id
         event = pb.PresenceEvent(
             client_id=player.client_id,
@@ -172,37 +217,58 @@ class RoomState:
         )
 
     def leave(self, client_id: str, *, now_ms: int) -> Outcome:
-        """Remove a member: LEAVE, despawn its entities, hand the host role on."""
+        """Remove a member: LEAVE, despawn its entities, hand the host role on.
+
+        Without ``elects_host`` the host stays until :meth:`hand_over`.
+        """
         player = self.players.pop(client_id, None)
         if player is None:
             return Outcome()
-        broadcasts = [
-            self._reliable(
-                pb.Message(
-                    presence_event=pb.PresenceEvent(client_id=client_id, event_type=pb.LEAVE)
-                ),
-                now_ms,
-                sender_id=client_id,
-            )
-        ]
-        for entity_id in [e.entity_id for e in self.entities.values() if e.owner_id == client_id]:
+        self._changed_players.discard(client_id)
+        owned = [e.entity_id for e in self.entities.values() if e.owner_id == client_id]
+        for entity_id in owned:
             del self.entities[entity_id]
-            despawn = pb.Message(entity_despawn=pb.EntityDespawn(entity_id=entity_id))
-            broadcasts.append(self._reliable(despawn, now_ms, sender_id=client_id))
-        if self.host_client_id == client_id:
-            self.host_client_id = next(iter(self.players), "")
-            if self.host_client_id:
-                broadcasts.append(self._host_update(now_ms))
+            self._changed_entities.discard(entity_id)
+        broadcasts = self.departure(client_id, owned, now_ms=now_ms)
+        if self.elects_host and self.host_client_id == client_id:
+            successor = next(iter(self.players.values()), None)
+            broadcasts.extend(self.hand_over(successor, now_ms=now_ms))
         return Outcome(broadcasts=broadcasts)
 
-    def _host_update(self, now_ms: int) -> Broadcast:
-        host = self.players[self.host_client_id]
+    def departure(self, client_id: str, entity_ids: list[str], *, now_ms: int) -> list[Broadcast]:
+        """The LEAVE of ``client_id`` and the despawns of its entities, in that order."""
+        leave = pb.Message(
+            presence_event=pb.PresenceEvent(client_id=client_id, event_type=pb.LEAVE)
+        )
+        broadcasts = [self._reliable(leave, now_ms, sender_id=client_id)]
+        for entity_id in entity_ids:
+            despawn = pb.Message(entity_despawn=pb.EntityDespawn(entity_id=entity_id))
+            broadcasts.append(self._reliable(despawn, now_ms, sender_id=client_id))
+        return broadcasts
+
+    def hand_over(self, host: Player | None, *, now_ms: int) -> list[Broadcast]:
+        """Make ``host`` (of any instance) the host; everyone hears it as an UPDATE."""
+        self.host_client_id = host.client_id if host is not None else ""
+        if host is None:
+            return []
         event = pb.PresenceEvent(
             client_id=host.client_id,
             event_type=pb.UPDATE,
             data=host.presence_data(self.host_client_id),
         )
-        return self._reliable(pb.Message(presence_event=event), now_ms)
+        return [self._reliable(pb.Message(presence_event=event), now_ms)]
+
+    def take_changes(self) -> RoomChanges:
+        """Players and entities changed since the last call (for the shared registry)."""
+        changes = RoomChanges(
+            players=[self.players[c] for c in self._changed_players if c in self.players],
+            entities=[self.entities[e] for e in self._changed_entities if e in self.entities],
+            removed_entities=self._removed_entities,
+        )
+        self._changed_players = set()
+        self._changed_entities = set()
+        self._removed_entities = []
+        return changes
 
     # --- client messages --------------------------------------------------
 
@@ -227,8 +293,10 @@ class RoomState:
         target: Player | Entity
         if update.entity_id:
             target = self._owned_entity(client_id, update.entity_id)
+            self._changed_entities.add(update.entity_id)
         else:
             target = self.players[client_id]
+            self._changed_players.add(client_id)
         if update.HasField("position"):
             target.position = update.position
         if update.HasField("rotation"):
@@ -262,6 +330,7 @@ class RoomState:
             owner_id=client_id,
             components=dict(spawn.components),
         )
+        self._changed_entities.add(spawn.entity_id)
         return self._relay(client_id, message, now_ms)
 
     def _on_entity_update(self, client_id: str, message: pb.Message, now_ms: int) -> Outcome:
@@ -272,11 +341,14 @@ class RoomState:
         if len(merged) > self._limits.components_per_entity:
             raise ProtocolError(ErrorCode.TOO_LARGE, "entity has too many components")
         entity.components = merged
+        self._changed_entities.add(entity.entity_id)
         return self._relay(client_id, message, now_ms)
 
     def _on_entity_despawn(self, client_id: str, message: pb.Message, now_ms: int) -> Outcome:
         entity = self._owned_entity(client_id, message.entity_despawn.entity_id)
         del self.entities[entity.entity_id]
+        self._changed_entities.discard(entity.entity_id)
+        self._removed_entities.append((client_id, entity.entity_id))
         return self._relay(client_id, message, now_ms)
 
     def _on_chat_message(self, client_id: str, message: pb.Message, now_ms: int) -> Outcome:
@@ -333,6 +405,7 @@ class RoomState:
             player.position = data.position
         if data.HasField("rotation"):
             player.rotation = data.rotation
+        self._changed_players.add(client_id)
         event = pb.PresenceEvent(
             client_id=client_id,
             event_type=pb.UPDATE,

@@ -207,3 +207,87 @@ async def eventually(probe: Callable[[], T | None], *, timeout: float = RECEIVE_
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"condition not met within {timeout} s")
         await asyncio.sleep(0.05)
+
+
+# --- Waiting helpers for the cluster tests ----------------------------------
+
+POLL_SECONDS = 0.05
+
+
+def decode(frame: bytes | str) -> pb.Message:
+    """A message from either frame kind, as ``Client.recv`` decodes it."""
+    message = pb.Message()
+    if isinstance(frame, bytes):
+        message.ParseFromString(frame)
+    else:
+        json_format.Parse(frame, message)
+    return message
+
+
+async def wait_until(predicate: Callable[[], bool], *, timeout: float) -> None:
+    """Poll ``predicate`` until it holds, within ``timeout`` (for Redis keys, rows, processes)."""
+    await eventually(lambda: True if predicate() else None, timeout=timeout)
+
+
+def is_event(event_type: int, client_id: str) -> Callable[[pb.Message], bool]:
+    """A predicate for ``recv_until``: a ``PresenceEvent`` of ``event_type`` about ``client_id``."""
+    return lambda m: m.type == event_type and m.presence_event.client_id == client_id
+
+
+def kinds(messages: Sequence[pb.Message]) -> list[str]:
+    """The payload kinds of ``messages``, for assertion messages."""
+    return [str(m.WhichOneof("payload")) for m in messages]
+
+
+async def collect(
+    client: Client, until: Callable[[list[pb.Message]], bool], *, timeout: float
+) -> list[pb.Message]:
+    """Read messages until ``until(everything read so far)`` holds, within ``timeout``."""
+    got: list[pb.Message] = []
+    try:
+        async with asyncio.timeout(timeout):
+            while not until(got):
+                # No per-message deadline: the whole wait is bounded by ``timeout``.
+                got.append(decode(await client.ws.recv()))
+    except TimeoutError:
+        raise AssertionError(f"condition not met within {timeout} s; got {kinds(got)}") from None
+    return got
+
+
+async def expect_close(client: Client, code: int, *, timeout: float) -> list[pb.Message]:
+    """Read until the server closes ``client``, within ``timeout``; assert the close ``code``.
+
+    Returns the messages that came before the close. A connection dropped
+    without a close frame reports 1006, as browsers do.
+    """
+    before: list[pb.Message] = []
+    try:
+        async with asyncio.timeout(timeout):
+            while True:
+                before.append(decode(await client.ws.recv()))
+    except ConnectionClosed as closed:
+        got = closed.rcvd.code if closed.rcvd is not None else ABNORMAL_CLOSURE
+        assert got == code, f"closed with {got}, expected {code}; before: {kinds(before)}"
+        return before
+    except TimeoutError:
+        raise AssertionError(
+            f"not closed within {timeout} s (expected {code}); got {kinds(before)}"
+        ) from None
+
+
+async def join_eventually(
+    pool: ClientPool, ws_url: str, room: str, user: str, *, timeout: float, **kwargs: Any
+) -> Client:
+    """``pool.join``, retried within ``timeout`` while the server refuses the connection.
+
+    For a server that is recovering (close 4012 until its Redis is back). A
+    refused attempt fails ``Client.join``'s hello check or the handshake.
+    """
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        try:
+            return await pool.join(ws_url, room, user, **kwargs)
+        except (AssertionError, ConnectionClosed, OSError, TimeoutError) as refused:
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError(f"{user} could not join within {timeout} s") from refused
+        await asyncio.sleep(POLL_SECONDS)

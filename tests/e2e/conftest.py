@@ -8,6 +8,7 @@ tail of every server log it used is attached to its report.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -17,10 +18,15 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple, TypeVar
 
 import pytest
+import redis
+from google.protobuf import json_format
 
 from bench.servers import service_command
+from presence.protocol import pb
+from tests.conftest import REDIS_START_SECONDS, RedisServer, _answers
 from tests.e2e.clients import ClientPool, http_get
 
 PROJECT = Path(__file__).resolve().parents[2]
@@ -257,3 +263,169 @@ def uvicorn_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]
     server = start_server("uvicorn-memory", tmp, uvicorn_command, env)
     yield server
     server.stop()
+
+
+# --- A two-instance cluster on a private Redis (issue 5) ---------------------
+
+# The registry timings the cluster tests run with: a dead instance's lease runs
+# out in 3 s and the survivors sweep every 0.5 s, so a crash is cleaned up in
+# about 3.5 s instead of the production default's 20 s.
+CLUSTER_LEASE_SECONDS = 3.0
+CLUSTER_HEARTBEAT_SECONDS = 0.5
+
+
+class PrivateRedis(RedisServer):
+    """A redis-server of the test's own, which the test may kill and start again.
+
+    Never the machine's shared Redis: the failure tests kill this one. It keeps
+    no data on disk (``--save ""``), so a restart comes back empty, as a
+    replaced Redis would.
+    """
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash would: every client connection drops at once."""
+        self.process.kill()
+        self.process.wait(timeout=STOP_SECONDS)
+
+    def restart(self) -> None:
+        """Start redis-server again on the same port and wait until it answers."""
+        assert self.process.poll() is not None, "redis-server is still running"
+        self.process = subprocess.Popen(
+            self.process.args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        deadline = time.monotonic() + REDIS_START_SECONDS
+        while not _answers(self.url):
+            if time.monotonic() > deadline or self.process.poll() is not None:
+                raise RuntimeError(f"redis-server did not start again on port {self.port}")
+            time.sleep(POLL_SECONDS)
+
+
+class Cluster(NamedTuple):
+    """Two daphne instances sharing one private Redis, one key prefix and one SQLite file.
+
+    A tuple, so the report hook above attaches both servers' logs to a failed test.
+    """
+
+    a: Server
+    b: Server
+    redis: PrivateRedis
+    prefix: str
+    # Raw bytes, not decoded: the conn hash's ``player`` field is a serialized protobuf.
+    store: redis.Redis
+
+    def key(self, *parts: str) -> str:
+        """A registry key under the cluster's prefix: ``key("room", "r1", "host")``."""
+        return ":".join((self.prefix, *parts))
+
+    def instances(self) -> list[str]:
+        """The live instance ids, from ``P:instances``."""
+        return [m.decode() for m in self.store.zrange(self.key("instances"), 0, -1)]
+
+    def members(self, room: str) -> list[str]:
+        """The room's client ids in join order, from ``P:room:{room}:members``."""
+        return [m.decode() for m in self.store.zrange(self.key("room", room, "members"), 0, -1)]
+
+    def host(self, room: str) -> str | None:
+        """The room's host, from ``P:room:{room}:host``."""
+        value = self.store.get(self.key("room", room, "host"))
+        return None if value is None else bytes(value).decode()
+
+    def conn(self, room: str, client_id: str) -> dict[str, bytes]:
+        """The conn hash of ``client_id`` (empty when there is none)."""
+        raw = self.store.hgetall(self.key("room", room, "conn", client_id))
+        return {bytes(k).decode(): bytes(v) for k, v in raw.items()}
+
+    def instance_of(self, room: str, client_id: str) -> str:
+        """The id of the instance ``client_id`` is connected to."""
+        return self.conn(room, client_id)["instance"].decode()
+
+    def player(self, room: str, client_id: str) -> pb.PlayerSnapshot | None:
+        """The ``PlayerSnapshot`` of ``client_id`` as synced to Redis, if any."""
+        raw = self.conn(room, client_id).get("player")
+        return None if raw is None else parse_snapshot(raw, pb.PlayerSnapshot())
+
+    def entities(self, room: str, owner_id: str) -> dict[str, pb.EntitySnapshot]:
+        """The entities of ``owner_id`` in Redis, by entity id."""
+        raw = self.store.hgetall(self.key("room", room, "entities", owner_id))
+        return {
+            bytes(k).decode(): parse_snapshot(bytes(v), pb.EntitySnapshot()) for k, v in raw.items()
+        }
+
+    def exists(self, *parts: str) -> bool:
+        """Whether the registry key ``parts`` exists."""
+        return bool(self.store.exists(self.key(*parts)))
+
+
+SnapshotT = TypeVar("SnapshotT", pb.PlayerSnapshot, pb.EntitySnapshot)
+
+
+def parse_snapshot(raw: bytes, message: SnapshotT) -> SnapshotT:
+    """A snapshot from Redis: binary protobuf, or its proto3 JSON form.
+
+    The issue says "serialized" without naming the encoding; binary never starts
+    with ``{`` (that would be field 15, wire type "start group").
+    """
+    if raw.startswith(b"{"):
+        json_format.Parse(raw.decode(), message)
+    else:
+        message.ParseFromString(raw)
+    return message
+
+
+def cluster_env(tmp: Path, redis_url: str, prefix: str) -> dict[str, str]:
+    """``server_env`` with Redis and the short registry lease and heartbeat."""
+    env = server_env(tmp, redis_url=redis_url, redis_prefix=prefix)
+    env.update(
+        PRESENCE_REGISTRY_LEASE_SECONDS=str(CLUSTER_LEASE_SECONDS),
+        PRESENCE_REGISTRY_HEARTBEAT_SECONDS=str(CLUSTER_HEARTBEAT_SECONDS),
+    )
+    return env
+
+
+@contextlib.contextmanager
+def running_cluster(tmp: Path, private_redis: PrivateRedis) -> Iterator[Cluster]:
+    """Start daphne A and B on ``private_redis``; stop both afterwards (a dead one is fine)."""
+    prefix = f"gwcluster-{uuid.uuid4().hex[:8]}"
+    env = cluster_env(tmp, private_redis.url, prefix)
+    store = redis.Redis.from_url(private_redis.url, socket_timeout=5)
+    servers: list[Server] = []
+    try:
+        for name in ("daphne-a", "daphne-b"):
+            servers.append(start_server(name, tmp, daphne_command, env, migrate_first=not servers))
+        yield Cluster(servers[0], servers[1], private_redis, prefix, store)
+    finally:
+        for server in servers:
+            server.stop()
+        store.close()
+
+
+@pytest.fixture(scope="module")
+def cluster_redis() -> Iterator[PrivateRedis]:
+    """A private redis-server for a module whose tests do not kill it."""
+    server = PrivateRedis()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def own_redis() -> Iterator[PrivateRedis]:
+    """A private redis-server for one test, which may kill and restart it."""
+    server = PrivateRedis()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def cluster(
+    tmp_path_factory: pytest.TempPathFactory, cluster_redis: PrivateRedis
+) -> Iterator[Cluster]:
+    """Two instances shared by a module's tests (each test uses rooms of its own)."""
+    with running_cluster(tmp_path_factory.mktemp("cluster"), cluster_redis) as started:
+        yield started
+
+
+@pytest.fixture
+def fresh_cluster(tmp_path: Path, own_redis: PrivateRedis) -> Iterator[Cluster]:
+    """Two instances for one test, which may kill either of them or their Redis."""
+    with running_cluster(tmp_path, own_redis) as started:
+        yield started

@@ -259,8 +259,21 @@ def test_non_positive_number_is_rejected(name: str, value: int) -> None:
 @pytest.mark.parametrize("name", NUMBERS)
 def test_smallest_positive_number_is_accepted(name: str) -> None:
     smallest = 1 if type(DEFAULTS[name]) is int else 0.001
+    # The heartbeat must stay shorter than the lease (tested below).
+    others = {"REGISTRY_HEARTBEAT_SECONDS": 0.0005} if name == "REGISTRY_LEASE_SECONDS" else {}
 
-    assert getattr(build({name: smallest}), name) == smallest
+    assert getattr(build({name: smallest, **others}), name) == smallest
+
+
+@pytest.mark.parametrize(("heartbeat", "lease"), [(15.0, 15.0), (20.0, 15.0), (2.0, 1.0)])
+def test_a_heartbeat_not_shorter_than_the_lease_is_rejected(heartbeat: float, lease: float) -> None:
+    with pytest.raises(ImproperlyConfigured, match="REGISTRY_HEARTBEAT_SECONDS"):
+        build({"REGISTRY_HEARTBEAT_SECONDS": heartbeat, "REGISTRY_LEASE_SECONDS": lease})
+
+
+def test_a_heartbeat_shorter_than_the_lease_is_accepted() -> None:
+    conf = build({"REGISTRY_HEARTBEAT_SECONDS": 1.0, "REGISTRY_LEASE_SECONDS": 3.0})
+    assert (conf.REGISTRY_HEARTBEAT_SECONDS, conf.REGISTRY_LEASE_SECONDS) == (1.0, 3.0)
 
 
 def test_nan_float_setting_is_rejected() -> None:
