@@ -6,6 +6,7 @@ chart is written; without it the benchmark still runs and says so.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,8 @@ COLORS = {"a": "#555555", "daphne": "#1f77b4", "uvicorn": "#2ca02c"}
 
 
 def _color(target: str) -> str:
-    return COLORS.get(target.split("+")[0], "#d62728")
+    # the server's colour, whatever instance count or layer follows its name
+    return COLORS.get(re.split(r"[^a-z]", target, maxsplit=1)[0], "#d62728")
 
 
 def write_chart(results: dict[str, Any], path: Path) -> Path | None:

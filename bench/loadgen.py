@@ -34,7 +34,7 @@ CLOSE_TIMEOUT = 3.0  # closing handshakes still open after this are aborted
 REPLY_SLACK = 30.0  # how much longer than a command's own deadline the runner waits
 START_SECONDS = 30.0  # a worker must be up (imports done) within this
 
-ClientSpec = tuple[int, str, str]  # (global number, path with query, user id)
+ClientSpec = tuple[int, int, str, str]  # (global number, server port, path with query, user id)
 
 
 class GeneratorError(Exception):
@@ -108,8 +108,7 @@ class Generator:
     async def connect(self, cmd: dict[str, Any]) -> dict[str, Any]:
         """Open ``cmd["clients"]`` with bounded concurrency; report timing and CPU."""
         loop = asyncio.get_running_loop()
-        host, port = cmd["host"], int(cmd["port"])
-        origin = f"http://{host}:{port}"
+        host = cmd["host"]
         capabilities = cmd.get("capabilities")
         wait_hello = bool(cmd["wait_hello"])
         limit = asyncio.Semaphore(int(cmd["concurrency"]))
@@ -117,14 +116,14 @@ class Generator:
         errors: Counter[str] = Counter()
         done: list[float] = []
 
-        async def open_one(number: int, path: str, user: str) -> None:
+        async def open_one(number: int, port: int, path: str, user: str) -> None:
             async with limit:
                 remaining = deadline - loop.time()
                 if remaining <= 0:
                     errors["deadline"] += 1
                     return
                 hello = client_hello(user, capabilities) if capabilities is not None else None
-                request = handshake_request(host, port, path, origin=origin)
+                request = handshake_request(host, port, path, origin=f"http://{host}:{port}")
                 client = Client(self, number, request, hello=hello, wait_hello=wait_hello)
                 try:
                     async with asyncio.timeout(min(CONNECT_TIMEOUT, remaining)):
@@ -317,7 +316,6 @@ class GeneratorPool:
     def connect(
         self,
         host: str,
-        port: int,
         clients: Sequence[ClientSpec],
         *,
         capabilities: list[str] | None,
@@ -325,11 +323,10 @@ class GeneratorPool:
         concurrency: int,
         timeout: float,
     ) -> dict[str, Any]:
-        """Open ``clients`` across the workers; merged counts, wall time and CPU."""
+        """Open ``clients`` (each to its own port) across the workers; merged counts, time, CPU."""
         base = {
             "op": "connect",
             "host": host,
-            "port": port,
             "capabilities": capabilities,
             "wait_hello": wait_hello,
             "concurrency": max(1, concurrency // len(self.conns)),

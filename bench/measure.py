@@ -1,8 +1,9 @@
 """One target's measurements: idle memory, connects/s, fan-out scenarios, sweeps.
 
-A :class:`TargetRun` drives the generator workers against one running server
-and turns their reports and the server's ``/proc`` readings into result rows
-(plain dicts, written to ``results.json`` as they are).
+A :class:`TargetRun` drives the generator workers against one running target
+(one server, or N service instances whose readings are summed) and turns their
+reports and the ``/proc`` readings into result rows (plain dicts, written to
+``results.json`` as they are).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import itertools
 import os
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,7 +20,7 @@ from bench import report
 from bench.loadgen import REPLY_SLACK, ClientSpec, GeneratorPool
 from bench.pose import merge_hists, percentile_ms
 from bench.procstat import cpu_seconds, host_busy_pct, host_jiffies, rss_bytes
-from bench.servers import HOST, ServerProcess
+from bench.servers import HOST, ServerGroup
 
 DELIVERY_OK = 0.99  # a scenario is sustained at >= 99% delivered ...
 # ... and, in the room sweeps, p99 at most this. A 50 ms tick alone puts p99
@@ -76,7 +78,7 @@ class TargetRun:
     """Everything measured on one running server."""
 
     def __init__(
-        self, name: str, server: ServerProcess, pool: GeneratorPool, plan: Plan, begin: float
+        self, name: str, server: ServerGroup, pool: GeneratorPool, plan: Plan, begin: float
     ) -> None:
         self.name = name
         self.server = server
@@ -89,22 +91,18 @@ class TargetRun:
         self.started = time.monotonic()
 
     def log(self, text: str) -> None:
-        log_line(self.begin, f"{self.name:<14} {text}")
+        log_line(self.begin, f"{self.name:<16} {text}")
 
     def over_budget(self) -> bool:
         return time.monotonic() - self.started > self.plan.budget_s
 
     def clients(self, tag: str, rooms: int, members: int) -> list[ClientSpec]:
-        """``rooms x members`` clients, each with a unique user, in rooms named by ``tag``."""
-        return [
-            (n, f"/ws/{tag}-{n // members}?user_id={tag}-{n}", f"{tag}-{n}")
-            for n in range(rooms * members)
-        ]
+        """``rooms x members`` clients spread over the instances (see :func:`room_clients`)."""
+        return room_clients(tag, rooms, members, self.server.ports)
 
     def connect(self, clients: list[ClientSpec], timeout: float = 60.0) -> dict[str, Any]:
         return self.pool.connect(
             HOST,
-            self.server.port,
             clients,
             capabilities=self.capabilities,
             wait_hello=self.service,
@@ -150,8 +148,12 @@ class TargetRun:
         self.close()
         rate = result["connected"] / result["seconds"] if result["seconds"] > 0 else None
         shown = f"{rate:,.0f}/s" if rate else "n/a"
-        self.log(f"connects: {result['connected']} in {result['seconds']:.2f} s = {shown}")
+        instances = len(self.server.servers)
+        spread = f" over {instances} instances" if instances > 1 else ""
+        self.log(f"connects: {result['connected']} in {result['seconds']:.2f} s = {shown}{spread}")
         return {
+            # With N instances: the rate of all of them together, clients dealt round-robin.
+            "instances": instances,
             "connections": result["connected"],
             "failed": result["failed"],
             "errors": result["errors"],
@@ -291,6 +293,23 @@ class TargetRun:
                 good = middle
             else:
                 bad = middle
+
+
+def room_clients(tag: str, rooms: int, members: int, ports: Sequence[int]) -> list[ClientSpec]:
+    """``rooms x members`` clients with unique users, in rooms named by ``tag``.
+
+    Member ``i`` of every room connects to ``ports[i % len(ports)]``, so with
+    several instances each room's fan-out crosses processes.
+    """
+    return [
+        (
+            n,
+            ports[n % members % len(ports)],
+            f"/ws/{tag}-{n // members}?user_id={tag}-{n}",
+            f"{tag}-{n}",
+        )
+        for n in range(rooms * members)
+    ]
 
 
 def shortfall(row: dict[str, Any], p99_limit_ms: float) -> str | None:

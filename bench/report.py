@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from typing import Any
 
 BASELINE = "a"
+TIMES = "\N{MULTIPLICATION SIGN}"  # uvicorn TIMES 2: two instances of the service
 SWEEPS = {  # name -> (members per room, or None for the one-room sweep), title
     "rooms10": (10, "rooms of 10"),
     "rooms30": (30, "rooms of 30"),
@@ -121,7 +122,7 @@ def _num(value: float | None, fmt: str = ",.0f", none: str = "—") -> str:
 
 
 SCENARIO_COLUMNS = (
-    ("target", "<", 14),
+    ("target", "<", 16),  # room for an instance count (TIMES 2)
     ("sweep", "<", 8),
     ("rooms x members@Hz", "<", 16),
     ("upd/s", ">", 9),
@@ -191,7 +192,7 @@ def _legend(targets: dict[str, dict[str, Any]]) -> Iterable[str]:
 
 
 CONNECTION_HEADER = (
-    f"{'target':<14}  {'connects/s':>10}  {'vs a':>5}  "
+    f"{'target':<16}  {'connects/s':>10}  {'vs a':>5}  "
     f"{'KB/idle conn':>12}  {'vs a':>5}  {'idle conns':>10}"
 )
 
@@ -202,7 +203,7 @@ def _connection_lines(targets: dict[str, dict[str, Any]]) -> Iterable[str]:
         connects, idle = target.get("connects", {}), target.get("idle", {})
         ratios = target.get("ratios", {})
         yield (
-            f"{name:<14}  {_num(connects.get('per_s')):>10}  "
+            f"{name:<16}  {_num(connects.get('per_s')):>10}  "
             f"{_vs_a(name, ratios.get('connects_ratio')):>5}  "
             f"{_num(idle.get('kb_per_connection'), '.1f'):>12}  "
             f"{_vs_a(name, ratios.get('idle_kb_ratio')):>5}  "
@@ -234,7 +235,7 @@ def _goal_line(goal: dict[str, Any]) -> str:
     mark = {True: "met", False: "NOT met", None: "n/a"}[goal["met"]]
     value = goal["value"]
     shown = "—" if value is None else f"{value:.2f}" if isinstance(value, float) else str(value)
-    return f"  {goal['target']:<14} {goal['goal']:<60} {goal['want']:>7}  got {shown:>7}  {mark}"
+    return f"  {goal['target']:<16} {goal['goal']:<60} {goal['want']:>7}  got {shown:>7}  {mark}"
 
 
 def render(results: dict[str, Any]) -> Iterable[str]:

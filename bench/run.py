@@ -5,8 +5,10 @@ starts the server, measures KB per idle connection and connects per second,
 then sweeps pose fan-out at ``--hz``: rooms of 10 and rooms of 30 with the
 number of rooms doubling until delivery drops below 99% or p99 passes the
 threshold (then one bisection step), and one room with a growing member
-count. Every loop is bounded in steps, clients and time; every child process
-is stopped on exit, Ctrl-C or error. Results go to ``<out>/results.json`` and
+count. With ``--instances N --layer redis`` the service runs as N processes on
+one Redis and the members of every room alternate between them. Every loop is
+bounded in steps, clients and time; every child process is stopped on exit,
+Ctrl-C or error. Results go to ``<out>/results.json`` and
 ``<out>/sweep.png``.
 """
 
@@ -40,8 +42,10 @@ from bench.servers import (
     PROJECT,
     SERVERS,
     ServerError,
+    ServerGroup,
     ServerProcess,
     free_port,
+    free_ports,
     migrate,
     relay_command,
     service_command,
@@ -50,6 +54,7 @@ from bench.servers import (
 
 REDIS_HOSTS = ("127.0.0.1", "localhost")
 BUSY_HOST_PCT = 25.0  # other work above this share of a core before the run: warn
+MAX_INSTANCES = 8  # service processes per target; the benchmark host has few cores
 VERSIONED = ("websockets", "daphne", "uvicorn", "channels", "channels-redis", "Django", "protobuf")
 
 
@@ -70,6 +75,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="with --layer redis (127.0.0.1 only)",
     )
     add("--no-baseline", action="store_true", help="skip baseline a (no ratios)")
+    add(
+        "--instances",
+        type=int,
+        default=1,
+        help="service processes on one Redis (needs --layer redis); rooms alternate between them",
+    )
     add("--hz", type=float, default=20.0, help="pose updates per client per second")
     add(
         "--tick-ms",
@@ -142,6 +153,24 @@ def _server_list(raw: str) -> list[str]:
     if unknown or not servers:
         raise SystemExit(f"--server: choose from {', '.join(SERVERS)} (got {raw!r})")
     return servers
+
+
+def target_name(kind: str, instances: int, layer: str) -> str:
+    """The report's name of a target, e.g. ``uvicorn+redis``; N > 1 instances add TIMES N."""
+    count = f"{report.TIMES}{instances}" if instances > 1 else ""
+    return f"{kind}{count}{'+redis' if layer == 'redis' else ''}"
+
+
+def _log_path(out: Path, name: str, instance: int | None = None) -> Path:
+    slug = name.replace(report.TIMES, "-x").replace("+", "-")
+    return out / "logs" / (f"{slug}.log" if instance is None else f"{slug}-{instance}.log")
+
+
+def _check_instances(instances: int, layer: str) -> None:
+    if not 1 <= instances <= MAX_INSTANCES:
+        raise SystemExit(f"--instances: 1 to {MAX_INSTANCES} (got {instances})")
+    if instances > 1 and layer != "redis":
+        raise SystemExit("--instances above 1 needs --layer redis: rooms span processes via Redis")
 
 
 def _extra_env(pairs: list[str]) -> dict[str, str]:
@@ -225,6 +254,7 @@ def _meta(args: argparse.Namespace, plan: Plan) -> dict[str, Any]:
         "plan": plan_fields,
         "server": args.server,
         "layer": args.layer,
+        "instances": args.instances,
         "workers": args.workers,
     }
 
@@ -241,11 +271,13 @@ def bench_target(
     begin: float,
 ) -> None:
     """Start one target, measure it into ``result`` (filled as it goes), stop it."""
-    port = free_port()
-    log_path = out / "logs" / f"{name.replace('+', '-')}.log"
     redis_prefix = ""
     if server_kind is None:
-        server = ServerProcess(name, port, relay_command(port), dict(os.environ), log_path, False)
+        port = free_port()
+        relay = ServerProcess(
+            name, port, relay_command(port), dict(os.environ), _log_path(out, name), False
+        )
+        server = ServerGroup(name, [relay])
     else:
         (tmp / name).mkdir(parents=True, exist_ok=True)
         redis_url = args.redis_url if args.layer == "redis" else ""
@@ -256,13 +288,31 @@ def bench_target(
             redis_prefix=redis_prefix,
             extra=_extra_env(args.server_env),
         )
-        log_line(begin, f"{name:<14} migrating a fresh SQLite database")
-        migrate(env)
-        server = ServerProcess(name, port, service_command(server_kind, port), env, log_path, True)
+        log_line(begin, f"{name:<16} migrating a fresh SQLite database")
+        migrate(env)  # once: every instance shares the file and the Redis prefix
+        n = args.instances
+        server = ServerGroup(
+            name,
+            [
+                ServerProcess(
+                    name if n == 1 else f"{name}#{i}",
+                    port,
+                    service_command(server_kind, port),
+                    env,
+                    _log_path(out, name, None if n == 1 else i),
+                    True,
+                )
+                for i, port in enumerate(free_ports(n), 1)
+            ],
+        )
+    command = server.servers[0].command
     result["command"] = " ".join(
-        Path(server.command[0]).name if i == 0 else a for i, a in enumerate(server.command)
+        Path(command[0]).name if i == 0 else a for i, a in enumerate(command)
     )
-    log_line(begin, f"{name:<14} starting: {result['command']}")
+    result["instances"] = len(server.servers)
+    result["ports"] = server.ports
+    count = f"{len(server.servers)} x " if len(server.servers) > 1 else ""
+    log_line(begin, f"{name:<16} starting: {count}{result['command']}")
     run = TargetRun(name, server, pool, plan, begin)
     result["scenarios"] = run.scenarios  # filled in place: partial results survive an error
     try:
@@ -305,11 +355,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     plan = make_plan(args)
     servers = _server_list(args.server)
+    _check_instances(args.instances, args.layer)
     if args.layer == "redis":
         _check_redis(args.redis_url)
-    suffix = "+redis" if args.layer == "redis" else ""
+    # Baseline a stays one process: the reference the service's ratios are taken to.
     targets: list[tuple[str, str | None]] = [] if args.no_baseline else [(report.BASELINE, None)]
-    targets += [(f"{kind}{suffix}", kind) for kind in servers]
+    targets += [(target_name(kind, args.instances, args.layer), kind) for kind in servers]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     _raise_open_files_limit()
@@ -334,7 +385,7 @@ def main(argv: list[str] | None = None) -> int:
             except (ServerError, GeneratorError, OSError) as exc:
                 status = 1
                 result["error"] = f"{type(exc).__name__}: {exc}"
-                log_line(begin, f"{name:<14} ERROR {result['error']}")
+                log_line(begin, f"{name:<16} ERROR {result['error']}")
                 # The workers may be mid-command or hold connections to a dead server.
                 pool.shutdown()
                 pool = GeneratorPool(args.workers, time.monotonic_ns())

@@ -3,11 +3,14 @@
 Each gets a free port on 127.0.0.1, a log file in the output folder, its own
 process group (so a stop reaches everything it started) and, for the service,
 its own SQLite file migrated before start. A server is up when it accepts TCP
-(the relay) or answers ``GET /health`` with 200 (the service).
+(the relay) or answers ``GET /health`` with 200 (the service). With
+``--instances N`` a :class:`ServerGroup` holds N service processes sharing one
+Redis prefix and one SQLite file.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -42,9 +45,16 @@ class ServerError(Exception):
 
 def free_port() -> int:
     """A TCP port nobody listens on right now."""
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
+    return free_ports(1)[0]
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct TCP ports nobody listens on right now."""
+    with contextlib.ExitStack() as stack:  # all bound at once, so no port comes twice
+        socks = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for sock in socks:
+            sock.bind((HOST, 0))
+        return [int(sock.getsockname()[1]) for sock in socks]
 
 
 def service_env(
@@ -141,8 +151,8 @@ class ServerProcess:
     http_health: bool  # True: ready when GET /health is 200; False: when TCP accepts
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
-    def start(self) -> None:
-        """Start the process and wait until it is ready."""
+    def launch(self) -> None:
+        """Start the process (not waiting for it to be ready)."""
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(
@@ -154,11 +164,14 @@ class ServerProcess:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # Ctrl-C goes to us; we stop it ourselves
             )
-        deadline = time.monotonic() + START_SECONDS
+
+    def wait_ready(self, timeout: float = START_SECONDS) -> None:
+        """Poll until the launched process is ready; ``ServerError`` if it dies or times out."""
+        deadline = time.monotonic() + timeout
         while not self._ready():
             self.check_alive()
             if time.monotonic() > deadline:
-                raise ServerError(f"{self.name} not ready in {START_SECONDS:.0f} s\n{self.tail()}")
+                raise ServerError(f"{self.name} not ready in {timeout:.0f} s\n{self.tail()}")
             time.sleep(0.05)
 
     def _ready(self) -> bool:
@@ -189,26 +202,6 @@ class ServerProcess:
         if self.process is not None and self.process.poll() is not None:
             raise ServerError(f"{self.name} exited with {self.process.returncode}\n{self.tail()}")
 
-    def cpu_seconds(self) -> float:
-        """CPU time the server has used so far."""
-        return procstat.cpu_seconds(self.pids())
-
-    def rss_bytes(self) -> int:
-        """The server's resident memory now."""
-        return procstat.rss_bytes(self.pids())
-
-    def wait_quiet(self, *, below: float = 0.10, timeout: float = 5.0, step: float = 0.2) -> float:
-        """Wait until the server uses less than ``below`` of a core; return seconds waited."""
-        begin = time.monotonic()
-        last = self.cpu_seconds()
-        while time.monotonic() - begin < timeout:
-            time.sleep(step)
-            now = self.cpu_seconds()
-            if (now - last) / step < below:
-                break
-            last = now
-        return time.monotonic() - begin
-
     def tail(self, lines: int = LOG_TAIL_LINES) -> str:
         """The last lines of the server's log."""
         try:
@@ -231,3 +224,61 @@ class ServerProcess:
                 return
             except subprocess.TimeoutExpired:
                 continue
+
+
+@dataclass
+class ServerGroup:
+    """One target: one server process, or N instances of the service on one Redis.
+
+    CPU and memory are summed over every instance and its descendants.
+    """
+
+    name: str
+    servers: list[ServerProcess]
+
+    @property
+    def ports(self) -> list[int]:
+        """Where the instances listen, in instance order."""
+        return [server.port for server in self.servers]
+
+    def start(self) -> None:
+        """Launch every instance, then wait until all are ready."""
+        for server in self.servers:
+            server.launch()
+        deadline = time.monotonic() + START_SECONDS
+        for server in self.servers:
+            server.wait_ready(max(1.0, deadline - time.monotonic()))
+
+    def stop(self) -> None:
+        """Stop every instance."""
+        for server in self.servers:
+            server.stop()
+
+    def check_alive(self) -> None:
+        """Raise ``ServerError`` (with its log) if any instance has exited."""
+        for server in self.servers:
+            server.check_alive()
+
+    def pids(self) -> list[int]:
+        """Every instance and its descendants."""
+        return [pid for server in self.servers for pid in server.pids()]
+
+    def cpu_seconds(self) -> float:
+        """CPU time all instances have used so far."""
+        return procstat.cpu_seconds(self.pids())
+
+    def rss_bytes(self) -> int:
+        """Resident memory of all instances now."""
+        return procstat.rss_bytes(self.pids())
+
+    def wait_quiet(self, *, below: float = 0.10, timeout: float = 5.0, step: float = 0.2) -> float:
+        """Wait until the instances together use less than ``below`` of a core; seconds waited."""
+        begin = time.monotonic()
+        last = self.cpu_seconds()
+        while time.monotonic() - begin < timeout:
+            time.sleep(step)
+            now = self.cpu_seconds()
+            if (now - last) / step < below:
+                break
+            last = now
+        return time.monotonic() - begin

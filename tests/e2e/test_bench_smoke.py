@@ -2,7 +2,9 @@
 
 Behaviour, not speed: the command exits 0, prints the table and writes
 results.json with every number the issue asks for. It starts its own relay and
-daphne processes on free ports and stops them again.
+daphne processes on free ports and stops them again. A second run puts two
+uvicorn instances on the suite's Redis (``--instances 2``, issue 5) and checks
+that poses cross between them.
 """
 
 from __future__ import annotations
@@ -14,10 +16,13 @@ from pathlib import Path
 
 import pytest
 
+from bench.report import TIMES
+
 pytestmark = pytest.mark.e2e
 
 PROJECT = Path(__file__).resolve().parents[2]
 QUICK_TIMEOUT = 120.0  # ~15 s normally; generous for a loaded CI machine
+TWO_INSTANCES = f"uvicorn{TIMES}2+redis"
 SCENARIO_KEYS = {
     "rooms",
     "members",
@@ -89,3 +94,45 @@ def test_quick_bench_draws_the_chart(
     pytest.importorskip("matplotlib")
 
     assert (out / "sweep.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def two_instance_run(
+    tmp_path_factory: pytest.TempPathFactory, redis_url: str
+) -> tuple[subprocess.CompletedProcess[str], Path]:
+    out = tmp_path_factory.mktemp("bench-instances")
+    command = [sys.executable, "-m", "bench", "--quick", "--out", str(out), "--server", "uvicorn"]
+    command += ["--layer", "redis", "--redis-url", redis_url, "--instances", "2"]
+    # Tiny, and without baseline a (ratios to a are covered by the run above): ~6 s
+    # on a quiet host, ~10 s when the host is busy and the runner waits for quiet.
+    command += ["--idle", "20", "--connects", "20", "--no-baseline"]
+    done = subprocess.run(
+        command, cwd=PROJECT, capture_output=True, text=True, timeout=QUICK_TIMEOUT, check=False
+    )
+    return done, out
+
+
+def test_two_instances_on_one_redis_deliver_every_pose_across_processes(
+    two_instance_run: tuple[subprocess.CompletedProcess[str], Path],
+) -> None:
+    done, out = two_instance_run
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+    target = json.loads((out / "results.json").read_text())["targets"][TWO_INSTANCES]
+
+    assert target["instances"] == 2 and len(set(target["ports"])) == 2
+    [scenario] = target["scenarios"]
+    # Members of a room alternate between the instances: without the cross-process
+    # fan-out at most 40% of the poses of a room of 5 would arrive.
+    assert scenario["delivered_ratio"] >= 0.95, scenario
+    assert target["connects"]["instances"] == 2 and target["connects"]["per_s"] > 0
+
+
+def test_two_instance_report_names_the_instance_count(
+    two_instance_run: tuple[subprocess.CompletedProcess[str], Path],
+) -> None:
+    done, _ = two_instance_run
+
+    rows = [line for line in done.stdout.splitlines() if line.startswith(TWO_INSTANCES)]
+
+    assert len(rows) >= 2  # the scenario table and the connects/idle table
