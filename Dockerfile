@@ -1,4 +1,7 @@
 # GraphWiz presence: one uvicorn process serving HTTP and WebSockets on 8083.
+# Migrations are a separate step, run once per deploy (never by each instance):
+#   docker run --rm -e DATABASE_URL=... IMAGE python manage.py migrate --noinput
+# (docker-compose.yml's one-shot "migrate" service does it).
 FROM python:3.11-slim
 
 ENV PYTHONUNBUFFERED=1 \
@@ -20,5 +23,9 @@ USER graphwiz
 EXPOSE 8083
 
 # 64 KiB WebSocket limits: the same numbers as DAPHNE_WEBSOCKET_MAX_* in
-# graphwiz/settings.py and the Makefile (PROTOCOL.md section 8).
-CMD ["sh", "-c", "python manage.py migrate --noinput && exec uvicorn graphwiz.asgi:application --host 0.0.0.0 --port 8083 --ws websockets-sansio --ws-max-size 65536 --ws-per-message-deflate false"]
+# graphwiz/settings.py and the Makefile (PROTOCOL.md section 8). Exec form:
+# uvicorn is PID 1 and gets SIGTERM itself; it stops waiting for connections
+# after 10 s, inside compose's stop_grace_period, so the shutdown still runs.
+CMD ["uvicorn", "graphwiz.asgi:application", "--host", "0.0.0.0", "--port", "8083", \
+     "--ws", "websockets-sansio", "--ws-max-size", "65536", "--ws-per-message-deflate", "false", \
+     "--timeout-graceful-shutdown", "10"]

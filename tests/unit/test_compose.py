@@ -1,9 +1,10 @@
-"""docker-compose.yml and the Dockerfile, checked as text: no Docker engine needed."""
+"""docker-compose.yml, deploy/nginx.conf and the Dockerfile, checked as text (no Docker engine)."""
 
 from __future__ import annotations
 
+import ipaddress
+import json
 import re
-import shlex
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -14,6 +15,8 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 SETTINGS_FILE = ROOT / "graphwiz" / "settings.py"
+INSTANCES = ("presence-a", "presence-b")
+NGINX_CONFIG_IN_CONTAINER = "/etc/nginx/conf.d/default.conf"
 
 # settings.py reads the environment only as ENV.get("NAME", ...) or
 # env_<type>(ENV, "NAME", ...); see graphwiz/envparse.py.
@@ -22,6 +25,11 @@ _ENV_READS = (
     re.compile(r"""\benv_\w+\(\s*ENV\s*,\s*["']([A-Za-z_][A-Za-z0-9_]*)["']"""),
 )
 WEBSOCKET_LIMIT = 64 * 1024
+ONE_HOUR = 3600
+_DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+# --- fixtures ------------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
@@ -36,30 +44,77 @@ def services(compose: dict[str, Any]) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def presence(services: dict[str, Any]) -> dict[str, Any]:
-    return services["presence"]
+def instances(services: dict[str, Any]) -> list[dict[str, Any]]:
+    missing = [name for name in INSTANCES if name not in services]
+    assert not missing, f"docker-compose.yml lacks the instances {missing}"
+    return [services[name] for name in INSTANCES]
 
 
 @pytest.fixture(scope="module")
-def environment(presence: dict[str, Any]) -> dict[str, str]:
-    env = presence["environment"]
-    assert isinstance(env, dict), "presence.environment must use the mapping form"
+def image_services(services: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Every service that runs the project's image (instances and the migrate job)."""
+    return {name: service for name, service in services.items() if "build" in service}
+
+
+@pytest.fixture(scope="module")
+def environment(instances: list[dict[str, Any]]) -> dict[str, str]:
+    env = instances[0]["environment"]
+    assert isinstance(env, dict), "the instances' environment must use the mapping form"
     return env
 
 
 @pytest.fixture(scope="module")
-def dockerfile(presence: dict[str, Any]) -> Path:
-    build = presence["build"]
+def nginx(services: dict[str, Any]) -> dict[str, Any]:
+    return services["nginx"]
+
+
+@pytest.fixture(scope="module")
+def dockerfile(instances: list[dict[str, Any]]) -> Path:
+    build = instances[0]["build"]
     return ROOT / build.get("context", ".") / build.get("dockerfile", "Dockerfile")
 
 
 @pytest.fixture(scope="module")
-def server_argv(dockerfile: Path) -> list[str]:
-    """The words of the uvicorn command the image runs."""
-    text = dockerfile.read_text(encoding="utf-8")
-    match = re.search(r"exec uvicorn [^\"\n]*", text)
-    assert match, f"no 'exec uvicorn ...' command in {dockerfile.name}"
-    return shlex.split(match.group(0))[2:]  # after "exec uvicorn"
+def image_command(dockerfile: Path) -> list[str]:
+    """The image's CMD, which must be the exec (JSON array) form."""
+    text = dockerfile.read_text(encoding="utf-8").replace("\\\n", " ")
+    match = re.search(r"^CMD\s+(.*)$", text, re.MULTILINE)
+    assert match, f"no CMD in {dockerfile.name}"
+    try:
+        argv = json.loads(match.group(1))
+    except json.JSONDecodeError:
+        pytest.fail(f"CMD is not in exec form (a JSON array): {match.group(1)}")
+    assert isinstance(argv, list)
+    return argv
+
+
+@pytest.fixture(scope="module")
+def server_argv(image_command: list[str]) -> list[str]:
+    """The words of the uvicorn command the image runs, after ``uvicorn``."""
+    assert image_command[0] == "uvicorn", f"the image does not run uvicorn: {image_command}"
+    return image_command[1:]
+
+
+@pytest.fixture(scope="module")
+def nginx_conf(nginx: dict[str, Any]) -> str:
+    """deploy/nginx.conf as nginx mounts it, comments removed."""
+    sources = [
+        volume.split(":")[0]
+        for volume in nginx["volumes"]
+        if volume.split(":")[1] == NGINX_CONFIG_IN_CONTAINER
+    ]
+    assert sources, f"nginx mounts nothing at {NGINX_CONFIG_IN_CONTAINER}"
+    path = ROOT / sources[0]
+    return re.sub(r"#[^\n]*", "", path.read_text(encoding="utf-8"))
+
+
+@pytest.fixture(scope="module")
+def upstreams(nginx_conf: str) -> dict[str, str]:
+    """Each ``upstream NAME { ... }`` block's body, by name."""
+    return dict(re.findall(r"\bupstream\s+(\S+)\s*\{([^}]*)\}", nginx_conf))
+
+
+# --- helpers -------------------------------------------------------------------
 
 
 def settings_env_names() -> set[str]:
@@ -74,6 +129,34 @@ def option(argv: list[str], *names: str) -> str:
         if word in names:
             return argv[i + 1]
     raise AssertionError(f"server command has none of {names}: {argv}")
+
+
+def seconds(duration: str) -> float:
+    """A compose (``1m30s``) or nginx (``1h``, ``3600``) duration in seconds."""
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)?", str(duration).strip())
+    assert parts and "".join(n + u for n, u in parts) == str(duration).strip(), duration
+    return sum(float(number) * _DURATION_UNITS[unit or "s"] for number, unit in parts)
+
+
+def directives(conf: str, name: str) -> list[str]:
+    """The argument strings of every ``name ...;`` directive in ``conf``."""
+    return [args.strip() for args in re.findall(rf"(?m)^\s*{name}\s+([^;]*);", conf)]
+
+
+def proxy_headers(conf: str) -> dict[str, str]:
+    """``proxy_set_header`` names (lower case) and values."""
+    pairs = (args.split(None, 1) for args in directives(conf, "proxy_set_header"))
+    return {header.lower(): value for header, value in pairs}
+
+
+def runs_migrations(service: dict[str, Any], image_command: list[str]) -> bool:
+    """Does the service's container (its own command, else the image's) migrate?"""
+    command = service.get("command", image_command)
+    words = command if isinstance(command, str) else " ".join(command)
+    return re.search(r"\bmanage\.py\s+migrate\b", words) is not None
+
+
+# --- compose: dependencies -----------------------------------------------------
 
 
 def test_compose_file_parses_as_yaml(compose: dict[str, Any]) -> None:
@@ -97,20 +180,87 @@ def test_postgres_service_runs_postgres_16_with_a_volume_and_healthcheck(
     assert volume in compose["volumes"]
 
 
-def test_presence_service_is_built_from_an_existing_dockerfile(dockerfile: Path) -> None:
+# --- compose: the instances ----------------------------------------------------
+
+
+def test_instances_are_built_from_an_existing_dockerfile(dockerfile: Path) -> None:
     assert dockerfile.is_file(), f"{dockerfile} does not exist"
 
 
-def test_presence_waits_for_healthy_redis_and_postgres(presence: dict[str, Any]) -> None:
-    depends_on = presence["depends_on"]
-    for name in ("redis", "postgres"):
-        assert depends_on[name]["condition"] == "service_healthy"
+def test_two_instances_run_the_same_image_with_the_same_environment(
+    instances: list[dict[str, Any]],
+) -> None:
+    first, second = instances
+    for key in ("build", "image", "environment", "command", "healthcheck"):
+        assert first.get(key) == second.get(key), f"presence-a and presence-b differ in {key}"
+    assert first["image"], "the instances should name the image they share"
 
 
-def test_presence_healthcheck_probes_the_health_endpoint(presence: dict[str, Any]) -> None:
-    probe = " ".join(presence["healthcheck"]["test"])
-    assert "urllib" in probe
-    assert "http://localhost:8083/health" in probe
+def test_instances_wait_for_healthy_redis_and_postgres(instances: list[dict[str, Any]]) -> None:
+    for instance in instances:
+        depends_on = instance["depends_on"]
+        for name in ("redis", "postgres"):
+            assert depends_on[name]["condition"] == "service_healthy"
+
+
+def test_instance_healthcheck_probes_the_health_endpoint(
+    instances: list[dict[str, Any]],
+) -> None:
+    for instance in instances:
+        probe = " ".join(instance["healthcheck"]["test"])
+        assert "urllib" in probe
+        assert "http://localhost:8083/health" in probe
+
+
+def test_instances_are_reached_only_through_nginx(
+    services: dict[str, Any], nginx: dict[str, Any]
+) -> None:
+    publishing = sorted(name for name, service in services.items() if service.get("ports"))
+    assert publishing == ["nginx"]
+
+
+def test_instance_shutdown_fits_inside_the_stop_grace_period(
+    instances: list[dict[str, Any]], server_argv: list[str]
+) -> None:
+    # Docker sends SIGKILL after stop_grace_period (default 10 s). Before it,
+    # the instance closes its sockets with 4000 and leaves the registry (up to
+    # 5 s, presence/shutdown.py), uvicorn gives up on what is still open, and
+    # the lifespan shutdown writes the queued history.
+    graceful = seconds(option(server_argv, "--timeout-graceful-shutdown"))
+    for instance in instances:
+        assert seconds(instance["stop_grace_period"]) >= graceful + 10
+
+
+# --- compose: migrations -------------------------------------------------------
+
+
+def test_exactly_one_service_runs_the_migrations(
+    image_services: dict[str, dict[str, Any]], image_command: list[str]
+) -> None:
+    migrators = sorted(
+        name for name, service in image_services.items() if runs_migrations(service, image_command)
+    )
+    assert len(migrators) == 1, f"services running manage.py migrate: {migrators}"
+
+
+def test_the_image_itself_does_not_migrate(image_command: list[str]) -> None:
+    assert not runs_migrations({}, image_command)
+
+
+def test_instances_start_after_the_migrations_finished(
+    image_services: dict[str, dict[str, Any]],
+    instances: list[dict[str, Any]],
+    image_command: list[str],
+) -> None:
+    (migrator,) = (
+        name for name, service in image_services.items() if runs_migrations(service, image_command)
+    )
+    assert image_services[migrator].get("restart", "no") == "no", "a one-shot job"
+    for instance in instances:
+        assert instance["depends_on"][migrator]["condition"] == "service_completed_successfully"
+
+
+# --- compose: environment ------------------------------------------------------
 
 
 def test_settings_scan_finds_the_names_settings_reads() -> None:
@@ -120,9 +270,13 @@ def test_settings_scan_finds_the_names_settings_reads() -> None:
     )
 
 
-def test_every_environment_name_is_read_by_settings(environment: dict[str, str]) -> None:
-    unread = sorted(set(environment) - settings_env_names())
-    assert not unread, f"compose sets variables graphwiz/settings.py never reads: {unread}"
+def test_every_environment_name_is_read_by_settings(
+    image_services: dict[str, dict[str, Any]],
+) -> None:
+    known = settings_env_names()
+    for name, service in image_services.items():
+        unread = sorted(set(service["environment"]) - known)
+        assert not unread, f"{name} sets variables graphwiz/settings.py never reads: {unread}"
 
 
 def test_environment_values_are_strings(environment: dict[str, str]) -> None:
@@ -133,6 +287,10 @@ def test_environment_values_are_strings(environment: dict[str, str]) -> None:
 
 def test_debug_is_off(environment: dict[str, str]) -> None:
     assert environment["DEBUG"] == "false"
+
+
+def test_secret_key_comes_from_the_host_environment(environment: dict[str, str]) -> None:
+    assert re.fullmatch(r"\$\{SECRET_KEY:-[^}]+\}", environment["SECRET_KEY"])
 
 
 def test_database_url_points_at_the_postgres_service(
@@ -163,6 +321,25 @@ def test_redis_url_points_at_the_redis_service(
     assert url.hostname in services
 
 
+def test_trusted_proxies_cover_the_containers_but_not_the_gateway(
+    compose: dict[str, Any], environment: dict[str, str]
+) -> None:
+    # nginx's X-Forwarded-For is believed; a client on the Docker host arrives
+    # from the gateway address and must not be.
+    (pool,) = compose["networks"]["default"]["ipam"]["config"]
+    subnet = ipaddress.ip_network(pool["subnet"])
+    containers = ipaddress.ip_network(pool["ip_range"])
+    gateway = ipaddress.ip_address(pool["gateway"])
+    trusted = [ipaddress.ip_network(p) for p in environment["TRUSTED_PROXIES"].split(",")]
+    assert containers.subnet_of(subnet)
+    assert any(containers.subnet_of(net) for net in trusted)
+    assert all(net.subnet_of(subnet) for net in trusted)
+    assert not any(gateway in net for net in trusted)
+
+
+# --- the image -----------------------------------------------------------------
+
+
 def test_server_limits_websocket_messages_to_64_kib(server_argv: list[str]) -> None:
     assert int(option(server_argv, "--ws-max-size")) == WEBSOCKET_LIMIT
 
@@ -175,13 +352,95 @@ def test_server_serves_the_project_asgi_application(server_argv: list[str]) -> N
     assert server_argv[0] == "graphwiz.asgi:application"
 
 
-def test_published_port_is_8083(presence: dict[str, Any]) -> None:
-    assert [str(port) for port in presence["ports"]] == ["8083:8083"]
-
-
-def test_server_listens_on_the_published_port(
-    presence: dict[str, Any], server_argv: list[str]
-) -> None:
-    container_port = str(presence["ports"][0]).rsplit(":", 1)[-1]
-    assert option(server_argv, "--port") == container_port
+def test_server_listens_on_all_interfaces_on_8083(server_argv: list[str]) -> None:
     assert option(server_argv, "--host") == "0.0.0.0"
+    assert option(server_argv, "--port") == "8083"
+
+
+# --- nginx ---------------------------------------------------------------------
+
+
+def test_nginx_runs_the_official_image(nginx: dict[str, Any]) -> None:
+    name, _, tag = nginx["image"].partition(":")
+    assert name == "nginx"
+    # "resolve" on upstream servers needs nginx 1.27.3 or later.
+    assert tuple(int(n) for n in tag.split("-")[0].split(".")) >= (1, 27, 3)
+
+
+def test_nginx_mounts_deploy_nginx_conf_read_only(nginx: dict[str, Any]) -> None:
+    mounts = [volume.split(":") for volume in nginx["volumes"]]
+    assert ["./deploy/nginx.conf", NGINX_CONFIG_IN_CONTAINER, "ro"] in mounts
+    assert (ROOT / "deploy" / "nginx.conf").is_file()
+
+
+def test_published_port_is_8083(nginx: dict[str, Any]) -> None:
+    assert [str(port) for port in nginx["ports"]] == ["8083:8083"]
+
+
+def test_nginx_listens_on_its_published_port(nginx: dict[str, Any], nginx_conf: str) -> None:
+    container_port = str(nginx["ports"][0]).rsplit(":", 1)[-1]
+    assert directives(nginx_conf, "listen") == [container_port]
+
+
+def test_nginx_waits_for_healthy_instances(nginx: dict[str, Any]) -> None:
+    for name in INSTANCES:
+        assert nginx["depends_on"][name]["condition"] == "service_healthy"
+
+
+def test_upstream_lists_both_instances_on_the_server_port(
+    upstreams: dict[str, str], server_argv: list[str]
+) -> None:
+    (body,) = upstreams.values()
+    servers = sorted(args.split()[0] for args in directives(body, "server"))
+    port = option(server_argv, "--port")
+    assert servers == sorted(f"{name}:{port}" for name in INSTANCES)
+
+
+def test_upstream_balances_by_fewest_connections(upstreams: dict[str, str]) -> None:
+    (body,) = upstreams.values()
+    assert re.search(r"(?m)^\s*least_conn\s*;", body)
+
+
+def test_upstream_follows_instances_that_change_address(
+    upstreams: dict[str, str], nginx_conf: str
+) -> None:
+    (body,) = upstreams.values()
+    assert all("resolve" in args.split()[1:] for args in directives(body, "server"))
+    assert directives(body, "zone"), "resolve needs a shared-memory zone"
+    assert directives(nginx_conf, "resolver") == ["127.0.0.11 valid=10s ipv6=off"]
+
+
+def test_every_request_goes_to_the_upstream(upstreams: dict[str, str], nginx_conf: str) -> None:
+    (name,) = upstreams
+    assert directives(nginx_conf, "proxy_pass") == [f"http://{name}"]
+
+
+def test_websocket_upgrade_is_passed_through(nginx_conf: str) -> None:
+    assert directives(nginx_conf, "proxy_http_version") == ["1.1"]
+    headers = proxy_headers(nginx_conf)
+    assert headers["upgrade"] == "$http_upgrade"
+    mapped = re.search(r"\bmap\s+\$http_upgrade\s+(\$\w+)\s*\{([^}]*)\}", nginx_conf)
+    assert mapped, "no map on $http_upgrade"
+    assert headers["connection"] == mapped.group(1)
+    entries = dict(line.split() for line in mapped.group(2).split(";") if line.strip())
+    assert entries == {"default": "upgrade", '""': "close"}
+
+
+def test_client_address_scheme_and_host_are_forwarded(nginx_conf: str) -> None:
+    headers = proxy_headers(nginx_conf)
+    assert headers["x-forwarded-for"] == "$proxy_add_x_forwarded_for"
+    assert headers["x-forwarded-proto"] == "$scheme"
+    assert headers["host"] in {"$host", "$http_host"}
+
+
+@pytest.mark.parametrize("directive", ["proxy_read_timeout", "proxy_send_timeout"])
+def test_quiet_websockets_are_kept_for_an_hour(nginx_conf: str, directive: str) -> None:
+    # nginx's default is 60 s: a socket quiet for a minute would be cut.
+    (value,) = directives(nginx_conf, directive)
+    assert seconds(value) >= ONE_HOUR
+
+
+def test_duration_parser_reads_compose_and_nginx_units() -> None:
+    assert seconds("1h") == ONE_HOUR
+    assert seconds("1m30s") == 90
+    assert seconds("3600") == ONE_HOUR
