@@ -1,16 +1,46 @@
-"""Django admin: rooms are editable, connection sessions and chat are read-only history."""
+"""Django admin: rooms are editable and moderated live; sessions, chat and moderation
+are read-only history."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
-from django.contrib import admin
+from django import forms
+from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
+from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Q, QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
 from django.template.defaultfilters import truncatechars
+from django.urls import URLPattern, path, reverse
+from django.views.decorators.http import require_POST
 
-from presence.models import ChatMessage, ConnectionSession, Room
+from presence import moderation
+from presence.models import ChatMessage, ConnectionSession, ModerationAction, Room, RoomBan
+from presence.protocol.moderation import Action
+from presence.registry import RegistryUnavailable
+
+logger = logging.getLogger(__name__)
+MAX_BAN_MINUTES = 60 * 24 * 365
+
+
+class ModerationForm(forms.Form):
+    """One order from the room's admin page."""
+
+    action = forms.ChoiceField(choices=[(a.value, a.value) for a in Action])
+    target_client_id = forms.CharField(max_length=64, required=False)
+    reason = forms.CharField(max_length=256, required=False)
+    ban_minutes = forms.IntegerField(min_value=0, max_value=MAX_BAN_MINUTES, required=False)
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        action = data.get("action")
+        targeted = action in (Action.KICK, Action.MUTE, Action.UNMUTE)
+        if targeted and not data.get("target_client_id"):
+            raise forms.ValidationError("Kick, mute and unmute need a target connection.")
+        return data
 
 
 class _HistoryAdmin(admin.ModelAdmin):
@@ -100,6 +130,70 @@ class RoomAdmin(admin.ModelAdmin):
     )
     readonly_fields = ("created_at", "last_active_at", "peak_occupancy")
     inlines = (PresentSessionInline,)
+    change_form_template = "admin/presence/room/change_form.html"
+
+    def get_urls(self) -> list[URLPattern]:
+        moderate = path(
+            "<path:object_id>/moderate/",
+            self.admin_site.admin_view(require_POST(self.moderate_view)),
+            name="presence_room_moderate",
+        )
+        return [moderate, *super().get_urls()]
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        """The room's page, with who is connected now on every instance."""
+        context = dict(extra_context or {})
+        try:
+            context["live"] = moderation.live_view(object_id)
+        except RegistryUnavailable:
+            context["live_error"] = "The presence registry (Redis) does not answer."
+        context["moderation_actions"] = [a.value for a in Action]
+        return super().change_view(request, object_id, form_url, context)
+
+    def moderate_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """Kick (optionally ban), mute, unmute, lock or unlock, from the room's page."""
+        room = get_object_or_404(Room, pk=object_id)
+        if not self.has_change_permission(request, room):
+            raise PermissionDenied
+        back = reverse("admin:presence_room_change", args=[room.pk])
+        form = ModerationForm(request.POST)
+        if not form.is_valid():
+            for error in form.errors.values():
+                messages.error(request, " ".join(error))
+            return HttpResponseRedirect(back)
+        data = form.cleaned_data
+        action = Action(data["action"])
+        try:
+            moderation.moderate_from_admin(
+                room_id=room.pk,
+                action=action,
+                user=request.user,
+                target_client_id=data.get("target_client_id") or "",
+                reason=data.get("reason") or "",
+                ban_seconds=60 * (data.get("ban_minutes") or 0),
+            )
+        except RegistryUnavailable:
+            messages.error(request, "Recorded, but the room could not be told: Redis is down.")
+            return HttpResponseRedirect(back)
+        target = data.get("target_client_id")
+        messages.success(request, f"{action.value}{' ' + target if target else ''}: done.")
+        return HttpResponseRedirect(back)
+
+    def save_model(self, request: HttpRequest, obj: Room, form: Any, change: bool) -> None:
+        """A lock or unlock made by editing the room reaches its members too."""
+        super().save_model(request, obj, form, change)
+        if change and "locked" in form.changed_data:
+            action = Action.LOCK if obj.locked else Action.UNLOCK
+            try:
+                moderation.moderate_from_admin(room_id=obj.pk, action=action, user=request.user)
+            except RegistryUnavailable:
+                logger.warning("room %s %sed, but its members could not be told", obj.pk, action)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Room]:
         return (
@@ -164,3 +258,34 @@ class ChatMessageAdmin(_HistoryAdmin):
     @admin.display(description="text")
     def text_preview(self, obj: ChatMessage) -> str:
         return truncatechars(obj.text, 80)
+
+
+@admin.register(ModerationAction)
+class ModerationActionAdmin(_HistoryAdmin):
+    """Who moderated whom, where, when and why; newest first."""
+
+    list_display = (
+        "created_at",
+        "room",
+        "action",
+        "target_client_id",
+        "target_user_id",
+        "actor",
+        "actor_client_id",
+        "reason",
+        "banned_until",
+    )
+    list_filter = ("action", ("room", admin.RelatedOnlyFieldListFilter))
+    date_hierarchy = "created_at"
+    search_fields = ("=room__id", "target_client_id", "target_user_id", "actor_client_id")
+    list_select_related = ("room", "actor")
+
+
+@admin.register(RoomBan)
+class RoomBanAdmin(admin.ModelAdmin):
+    """Users kept out of rooms; delete a ban to lift it early."""
+
+    list_display = ("room", "user_id", "until", "reason", "created_at")
+    list_filter = (("room", admin.RelatedOnlyFieldListFilter),)
+    search_fields = ("=room__id", "user_id")
+    readonly_fields = ("created_at",)

@@ -45,6 +45,7 @@ class Identity:
     django_user_id: int | None = None
     display_name: str = ""
     expires_at: float | None = None  # the token's ``exp`` (epoch seconds); None in dev mode
+    staff: bool = False  # a staff user: may moderate rooms
 
     @property
     def dev_mode(self) -> bool:
@@ -143,6 +144,7 @@ def authenticate_token(token: str, *, room_id: str) -> Identity:
         django_user_id=user.pk,
         display_name=user.get_username(),
         expires_at=float(exp),
+        staff=bool(getattr(user, "is_staff", False)),
     )
 
 

@@ -95,3 +95,57 @@ class ChatMessage(models.Model):
 
     def __str__(self) -> str:
         return f"{self.sender_name or self.sender_client_id} in {self.room_id}"
+
+
+class ModerationAction(models.Model):
+    """The audit record of one kick, mute, unmute, lock or unlock."""
+
+    class Action(models.TextChoices):
+        KICK = "kick", "kick"
+        MUTE = "mute", "mute"
+        UNMUTE = "unmute", "unmute"
+        LOCK = "lock", "lock"
+        UNLOCK = "unlock", "unlock"
+
+    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="moderation_actions")
+    action = models.CharField(max_length=16, choices=Action.choices)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="moderation_actions",
+        help_text="The staff user, in the admin or through a client.",
+    )
+    actor_client_id = models.CharField(
+        max_length=64, blank=True, help_text="The moderating connection; empty from the admin."
+    )
+    target_client_id = models.CharField(max_length=64, blank=True)
+    target_user_id = models.CharField(max_length=128, blank=True)
+    reason = models.CharField(max_length=256, blank=True)
+    banned_until = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        target = f" {self.target_client_id}" if self.target_client_id else ""
+        return f"{self.action}{target} in {self.room_id}"
+
+
+class RoomBan(models.Model):
+    """A user kept out of a room until a time (set by a kick with a ban)."""
+
+    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="bans")
+    user_id = models.CharField(max_length=128, help_text="The identity's user id.")
+    until = models.DateTimeField(db_index=True)
+    reason = models.CharField(max_length=256, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-until"]
+        indexes = [models.Index(fields=["room", "user_id"])]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} banned from {self.room_id}"

@@ -1,4 +1,4 @@
-"""May one more member enter a room? Locked and full rooms refuse (4423).
+"""May one more member enter a room? Locked and full rooms refuse (4423), bans 4403.
 
 The room's ``locked`` flag and ``max_occupancy`` live in the database (staff
 set them in the admin). They are read through a short per-process cache, so a
@@ -29,9 +29,12 @@ class RoomAccess:
 
     locked: bool = False
     max_occupancy: int | None = None
+    banned: frozenset[str] = frozenset()  # user ids kept out for now
 
-    def refusal(self, occupancy: int) -> tuple[ErrorCode, CloseCode, str] | None:
-        """Why one more member cannot enter, with ``occupancy`` already present."""
+    def refusal(self, occupancy: int, user_id: str = "") -> tuple[ErrorCode, CloseCode, str] | None:
+        """Why one more member (``user_id``) cannot enter, with ``occupancy`` present."""
+        if user_id and user_id in self.banned:
+            return ErrorCode.FORBIDDEN, CloseCode.FORBIDDEN, "you are banned from this room"
         if self.locked:
             return ErrorCode.ROOM_LOCKED, CloseCode.ROOM_UNAVAILABLE, "the room is locked"
         if self.max_occupancy is not None and occupancy >= self.max_occupancy:
@@ -43,7 +46,11 @@ def _read(room_id: str) -> RoomAccess:
     room = selectors.room_get(room_id=room_id)
     if room is None:
         return RoomAccess()
-    return RoomAccess(locked=room.locked, max_occupancy=room.max_occupancy)
+    return RoomAccess(
+        locked=room.locked,
+        max_occupancy=room.max_occupancy,
+        banned=selectors.room_banned_user_ids(room_id=room_id),
+    )
 
 
 class RoomAccessCache:
@@ -75,7 +82,7 @@ class RoomAccessCache:
         return access
 
     def forget(self, room_id: str) -> None:
-        """Drop a room's cached rules (after a change made on this process)."""
+        """Drop a room's cached rules (after a lock or ban, on every instance)."""
         self._entries.pop(room_id, None)
 
 

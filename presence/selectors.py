@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from django.db.models import QuerySet
+from django.utils import timezone
 
-from presence.models import ConnectionSession, Room
+from presence.models import ConnectionSession, Room, RoomBan
 
 
 def room_get(*, room_id: str) -> Room | None:
@@ -19,3 +20,9 @@ def room_present_sessions(*, room_id: str) -> QuerySet[ConnectionSession]:
         .select_related("user")
         .order_by("connected_at", "pk")
     )
+
+
+def room_banned_user_ids(*, room_id: str) -> frozenset[str]:
+    """The user ids banned from the room right now."""
+    bans = RoomBan.objects.filter(room_id=room_id, until__gt=timezone.now())
+    return frozenset(bans.values_list("user_id", flat=True))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+from datetime import timedelta
 from typing import Any
 
 from django.contrib.auth import get_user_model
@@ -11,7 +12,7 @@ from django.db.models import F
 from django.db.models.functions import Greatest
 from django.utils import timezone
 
-from presence.models import ChatMessage, ConnectionSession, Room
+from presence.models import ChatMessage, ConnectionSession, ModerationAction, Room, RoomBan
 
 
 def _fit(value: str, field: str, model: type[ConnectionSession] | type[ChatMessage]) -> str:
@@ -186,3 +187,43 @@ def chat_message_store(
             text=text,
         )
     return message.pk
+
+
+def moderation_record(
+    *,
+    room_id: str,
+    action: str,
+    actor_user_id: int | None = None,
+    actor_client_id: str = "",
+    target_client_id: str = "",
+    target_user_id: str = "",
+    reason: str = "",
+    ban_seconds: int = 0,
+) -> ModerationAction:
+    """Record a moderation order; apply what lives in the database (lock, ban)."""
+    now = timezone.now()
+    with transaction.atomic():
+        room, _ = Room.objects.get_or_create(pk=room_id)
+        if action in (ModerationAction.Action.LOCK, ModerationAction.Action.UNLOCK):
+            room.locked = action == ModerationAction.Action.LOCK
+            room.save(update_fields=["locked"])
+        banned_until = None
+        if action == ModerationAction.Action.KICK and ban_seconds > 0 and target_user_id:
+            banned_until = now + timedelta(seconds=ban_seconds)
+            RoomBan.objects.create(
+                room=room,
+                user_id=_fit(target_user_id, "user_id", RoomBan),
+                until=banned_until,
+                reason=_fit(reason, "reason", RoomBan),
+            )
+        return ModerationAction.objects.create(
+            room=room,
+            action=action,
+            actor_id=actor_user_id,
+            actor_client_id=_fit(actor_client_id, "actor_client_id", ModerationAction),
+            target_client_id=_fit(target_client_id, "target_client_id", ModerationAction),
+            target_user_id=_fit(target_user_id, "target_user_id", ModerationAction),
+            reason=_fit(reason, "reason", ModerationAction),
+            banned_until=banned_until,
+            created_at=now,
+        )

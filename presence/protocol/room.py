@@ -16,6 +16,7 @@ from presence.protocol.codec import EncodedMessage
 from presence.protocol.codes import ErrorCode
 from presence.protocol.envelope import error_message, stamp
 from presence.protocol.errors import ProtocolError
+from presence.protocol.moderation import Action, ModerationOrder, may_give, order_from_client
 
 
 @dataclass(slots=True)
@@ -29,6 +30,7 @@ class Player:
     avatar_config: pb.AvatarConfig | None = None
     position: pb.Vector3 | None = None
     rotation: pb.Quaternion | None = None
+    staff: bool = False  # may moderate the room (a staff user)
 
     def presence_data(self, host_client_id: str) -> pb.PresenceData:
         """The player's data as carried by ``PresenceEvent``."""
@@ -123,6 +125,7 @@ class Outcome:
     replies: list[pb.Message] = field(default_factory=list)
     broadcasts: list[Broadcast] = field(default_factory=list)
     chat_text: str | None = None
+    moderation: ModerationOrder | None = None  # to enforce on every instance
 
 
 @dataclass(slots=True)
@@ -132,9 +135,10 @@ class RoomChanges:
     players: list[Player] = field(default_factory=list)
     entities: list[Entity] = field(default_factory=list)
     removed_entities: list[tuple[str, str]] = field(default_factory=list)  # (owner, entity id)
+    messages: int = 0  # client messages handled since the last write
 
     def __bool__(self) -> bool:
-        return bool(self.players or self.entities or self.removed_entities)
+        return bool(self.players or self.entities or self.removed_entities or self.messages)
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,6 +185,8 @@ class RoomState:
         self._changed_players: set[str] = set()
         self._changed_entities: set[str] = set()
         self._removed_entities: list[tuple[str, str]] = []
+        self._messages = 0
+        self.muted: set[str] = set()  # members whose chat and voice are dropped
 
     def __len__(self) -> int:
         return len(self.players)
@@ -225,6 +231,7 @@ class RoomState:
         if player is None:
             return Outcome()
         self._changed_players.discard(client_id)
+        self.muted.discard(client_id)
         owned = [e.entity_id for e in self.entities.values() if e.owner_id == client_id]
         for entity_id in owned:
             del self.entities[entity_id]
@@ -264,7 +271,9 @@ class RoomState:
             players=[self.players[c] for c in self._changed_players if c in self.players],
             entities=[self.entities[e] for e in self._changed_entities if e in self.entities],
             removed_entities=self._removed_entities,
+            messages=self._messages,
         )
+        self._messages = 0
         self._changed_players = set()
         self._changed_entities = set()
         self._removed_entities = []
@@ -275,6 +284,7 @@ class RoomState:
     def handle(self, client_id: str, kind: str, message: pb.Message, *, now_ms: int) -> Outcome:
         """Apply a validated client message from member ``client_id``."""
         client_message_id = message.message_id  # handlers re-stamp the envelope
+        self._messages += 1
         try:
             handler = getattr(self, f"_on_{kind}")
             outcome: Outcome = handler(client_id, message, now_ms)
@@ -306,6 +316,8 @@ class RoomState:
         return Outcome(broadcasts=[Broadcast(message, False, client_id, key)])
 
     def _on_voice_data(self, client_id: str, message: pb.Message, now_ms: int) -> Outcome:
+        if client_id in self.muted:
+            return Outcome()  # dropped: a muted member is not heard
         stamp(message, now_ms=now_ms, sender_id=client_id)
         return Outcome(broadcasts=[Broadcast(message, False, client_id)])
 
@@ -352,6 +364,8 @@ class RoomState:
         return self._relay(client_id, message, now_ms)
 
     def _on_chat_message(self, client_id: str, message: pb.Message, now_ms: int) -> Outcome:
+        if client_id in self.muted:
+            raise ProtocolError(ErrorCode.FORBIDDEN, "you are muted in this room")
         chat = message.chat_message
         chat.from_client_id = client_id
         chat.timestamp = now_ms
@@ -381,7 +395,24 @@ class RoomState:
         return Outcome()  # acknowledgements are the session's business
 
     def _on_moderation(self, client_id: str, message: pb.Message, now_ms: int) -> Outcome:
-        raise ProtocolError(ErrorCode.FORBIDDEN, "you may not moderate this room")
+        order = order_from_client(message.WhichOneof("payload") or "", message, client_id)
+        assert order is not None
+        player = self.players[client_id]
+        if not may_give(order, staff=player.staff, host=self.host_client_id == client_id):
+            raise ProtocolError(ErrorCode.FORBIDDEN, "you may not moderate this room")
+        targeted = order.action in (Action.KICK, Action.MUTE, Action.UNMUTE)
+        if targeted and order.target_client_id in ("", client_id):
+            raise ProtocolError(ErrorCode.BAD_MESSAGE, "name another member as the target")
+        return self.moderate(order, now_ms=now_ms)
+
+    def moderate(self, order: ModerationOrder, *, now_ms: int) -> Outcome:
+        """Apply ``order`` to this room's state and announce it to the room."""
+        if order.action is Action.MUTE:
+            self.muted.add(order.target_client_id)
+        elif order.action is Action.UNMUTE:
+            self.muted.discard(order.target_client_id)
+        broadcast = self._reliable(order.message(), now_ms, sender_id=order.by_client_id)
+        return Outcome(broadcasts=[broadcast], moderation=order)
 
     _on_kick_player = _on_mute_player = _on_lock_room = _on_moderation
 

@@ -8,6 +8,7 @@ import pytest
 
 from presence.protocol import pb
 from presence.protocol.codes import ErrorCode
+from presence.protocol.moderation import Action, ModerationOrder
 from presence.protocol.room import Broadcast, Outcome, Player, RoomLimits, RoomState
 
 NOW_MS = 1_700_000_000_000
@@ -766,19 +767,23 @@ def test_client_ack_produces_nothing() -> None:
     ],
 )
 def test_moderation_without_rights_is_forbidden(message: pb.Message) -> None:
-    room = room_with("alice", "bob")
+    room = room_with("alice", "bob", "carol")  # bob: neither staff nor host
     message.message_id = "mod-1"
+    if message.HasField("kick_player"):
+        message.kick_player.target_client_id = "carol"
+    if message.HasField("mute_player"):
+        message.mute_player.target_client_id = "carol"
 
-    error = only_error(send(room, "alice", message))
+    error = only_error(send(room, "bob", message))
 
     assert error.code == ErrorCode.FORBIDDEN
     assert error.ref_message_id == "mod-1"
 
 
 def test_error_reply_is_stamped_as_an_error() -> None:
-    room = room_with("alice")
+    room = room_with("alice", "bob")
 
-    outcome = send(room, "alice", pb.Message(lock_room=pb.LockRoom(locked=True)), now_ms=LATER_MS)
+    outcome = send(room, "bob", pb.Message(lock_room=pb.LockRoom(locked=True)), now_ms=LATER_MS)
 
     (reply,) = outcome.replies
     assert reply.type == pb.ERROR
@@ -872,3 +877,158 @@ def test_leave_numbers_every_broadcast() -> None:
     outcome = room.leave("alice", now_ms=LATER_MS)
 
     assert [b.message.message_id for b in outcome.broadcasts] == ["m4", "m5", "m6"]
+
+
+# --- rooms spread over instances: the registry elects, the room records changes
+
+
+def registry_room(*client_ids: str, host: str) -> RoomState:
+    """A room whose host the registry chose (``elects_host=False``)."""
+    counter = itertools.count(1)
+    room = RoomState("lobby", next_id=lambda: f"m{next(counter)}", elects_host=False)
+    for client_id in client_ids:
+        room.join(player(client_id), now_ms=NOW_MS, host_client_id=host)
+    room.take_changes()
+    return room
+
+
+def test_join_takes_the_host_the_registry_elected() -> None:
+    room = registry_room("bob", host="alice")  # alice is on another instance
+    assert room.host_client_id == "alice"
+
+
+def test_without_election_the_host_leaving_hands_nothing_over() -> None:
+    room = registry_room("alice", "bob", host="alice")
+    outcome = room.leave("alice", now_ms=LATER_MS)
+    assert [b.message.presence_event.event_type for b in outcome.broadcasts] == [pb.LEAVE]
+    assert room.host_client_id == "alice"  # until the registry's hand-over
+
+
+def test_hand_over_to_a_member_of_another_instance_is_an_update_for_everyone() -> None:
+    room = registry_room("bob", host="alice")
+    carol = Player(client_id="carol", user_id="u-carol", display_name="Carol")
+    (handover,) = room.hand_over(carol, now_ms=LATER_MS)
+    event = handover.message.presence_event
+    assert (event.event_type, event.client_id, event.data.host_client_id) == (
+        pb.UPDATE,
+        "carol",
+        "carol",
+    )
+    assert (handover.reliable, handover.exclude, room.host_client_id) == (True, "", "carol")
+
+
+def test_hand_over_to_no_one_empties_the_host_silently() -> None:
+    room = registry_room("bob", host="alice")
+    assert room.hand_over(None, now_ms=LATER_MS) == []
+    assert room.host_client_id == ""
+
+
+def test_departure_is_the_leave_then_one_despawn_per_entity() -> None:
+    room = registry_room("bob", host="bob")
+    broadcasts = room.departure("ghost", ["e1", "e2"], now_ms=LATER_MS)
+    assert [b.message.WhichOneof("payload") for b in broadcasts] == [
+        "presence_event",
+        "entity_despawn",
+        "entity_despawn",
+    ]
+    assert [b.message.entity_despawn.entity_id for b in broadcasts[1:]] == ["e1", "e2"]
+    assert all(b.reliable and b.exclude == "ghost" for b in broadcasts)
+
+
+def test_take_changes_reports_moved_players_and_entities_once() -> None:
+    room = registry_room("alice", host="alice")
+    send(room, "alice", spawn("lamp"))
+    send(room, "alice", move())
+    send(room, "alice", move("lamp", x=4.0))
+    changes = room.take_changes()
+    assert [p.client_id for p in changes.players] == ["alice"]
+    assert [(e.entity_id, e.position.x) for e in changes.entities] == [("lamp", 4.0)]
+    assert changes.messages == 3
+    assert not room.take_changes()
+
+
+def test_take_changes_reports_a_despawn_by_owner() -> None:
+    room = registry_room("alice", host="alice")
+    send(room, "alice", spawn("lamp"))
+    room.take_changes()
+    send(room, "alice", pb.Message(entity_despawn=pb.EntityDespawn(entity_id="lamp")))
+    changes = room.take_changes()
+    assert (changes.entities, changes.removed_entities) == ([], [("alice", "lamp")])
+
+
+def test_a_leaving_member_takes_its_pending_changes_with_it() -> None:
+    room = registry_room("alice", "bob", host="alice")
+    send(room, "bob", spawn("chair"))
+    send(room, "bob", move())
+    room.leave("bob", now_ms=LATER_MS)
+    changes = room.take_changes()
+    assert (changes.players, changes.entities) == ([], [])
+
+
+# --- moderation by clients: staff, or the host for lock only
+
+
+def staff_room() -> RoomState:
+    """Alice hosts, Mo is staff, Bob is a plain member."""
+    room = make_room()
+    room.join(player("alice"), now_ms=NOW_MS)
+    room.join(
+        Player(client_id="mo", user_id="user-mo", display_name="Mo", staff=True), now_ms=NOW_MS
+    )
+    room.join(player("bob"), now_ms=NOW_MS)
+    return room
+
+
+def test_staff_kick_is_announced_to_the_room_and_ordered_for_every_instance() -> None:
+    room = staff_room()
+    outcome = send(room, "mo", pb.Message(kick_player=pb.KickPlayer(target_client_id="bob")))
+    kicked = only_broadcast(outcome)
+    assert (kicked.message.player_kicked.kicked_client_id, kicked.exclude) == ("bob", "mo")
+    assert kicked.message.player_kicked.kicked_by_client_id == "mo"
+    assert kicked.reliable and kicked.message.type == pb.PLAYER_KICKED
+    assert outcome.moderation == ModerationOrder(Action.KICK, "bob", "", "mo")
+
+
+def test_the_host_may_lock_the_room_but_not_kick() -> None:
+    room = staff_room()
+    locked = send(room, "alice", pb.Message(lock_room=pb.LockRoom(locked=True, reason="full")))
+    assert only_broadcast(locked).message.room_locked.locked is True
+    assert locked.moderation is not None and locked.moderation.action is Action.LOCK
+    kick = send(room, "alice", pb.Message(kick_player=pb.KickPlayer(target_client_id="bob")))
+    assert only_error(kick).code == ErrorCode.FORBIDDEN
+
+
+@pytest.mark.parametrize("target", ["", "mo"])
+def test_a_kick_must_name_another_member(target: str) -> None:
+    room = staff_room()
+    outcome = send(room, "mo", pb.Message(kick_player=pb.KickPlayer(target_client_id=target)))
+    assert only_error(outcome).code == ErrorCode.BAD_MESSAGE
+
+
+def test_a_muted_member_is_not_heard_until_unmuted() -> None:
+    room = staff_room()
+    mute = pb.Message(mute_player=pb.MutePlayer(target_client_id="bob", muted=True))
+    muted = only_broadcast(send(room, "mo", mute)).message.player_muted
+    assert (muted.muted_client_id, muted.muted) == ("bob", True)
+
+    assert only_error(send(room, "bob", chat("hello?"))).code == ErrorCode.FORBIDDEN
+    voice = pb.Message(voice_data=pb.VoiceData(audio_data=b"ab"))
+    assert send(room, "bob", voice) == Outcome()
+
+    unmute = pb.Message(mute_player=pb.MutePlayer(target_client_id="bob", muted=False))
+    send(room, "mo", unmute)
+    assert only_broadcast(send(room, "bob", chat("back"))).message.chat_message.message == "back"
+
+
+def test_an_order_from_the_admin_is_announced_without_a_sender() -> None:
+    room = staff_room()
+    outcome = room.moderate(ModerationOrder(Action.MUTE, "bob", "spam"), now_ms=LATER_MS)
+    muted = only_broadcast(outcome)
+    assert (muted.exclude, muted.message.player_muted.reason) == ("", "spam")
+    assert "bob" in room.muted
+
+
+@pytest.mark.parametrize("action", list(Action))
+def test_an_order_survives_the_channel_layer(action: Action) -> None:
+    order = ModerationOrder(action, "bob", "why", "mo", 60)
+    assert ModerationOrder.from_event(order.as_event()) == order
