@@ -11,6 +11,7 @@ Keys, under ``P = REDIS_CHANNEL_PREFIX``:
   synced pose); its TTL is a lease its instance renews with every heartbeat
 * ``P:room:{room}:entities:{owner}`` -- hash: entity id -> ``EntitySnapshot``
 * ``P:room:{room}:host`` -- the host's client id; ``P:room:{room}:seq`` -- join counter
+* ``P:room:{room}:counters`` -- hash: messages (client messages handled, all instances)
 
 Every change of membership or host is one Lua script, so two instances
 joining or leaving the same room at once still agree on one host. The
@@ -30,7 +31,15 @@ from redis.exceptions import RedisError
 
 from presence.protocol import core_pb2 as pb
 from presence.protocol.room import Player, RoomChanges
-from presence.registry import Arrival, Departure, Heartbeat, RegistryUnavailable, RoomSnapshot
+from presence.registry import (
+    Arrival,
+    Connection,
+    Departure,
+    Heartbeat,
+    RegistryUnavailable,
+    RoomSnapshot,
+    RoomView,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -83,7 +92,7 @@ local function leave(p, room, cid, inst, departing)
     end
   end
   if redis.call('ZCARD', members) == 0 then
-    redis.call('DEL', members, hostkey, base .. ':seq')
+    redis.call('DEL', members, hostkey, base .. ':seq', base .. ':counters')
     redis.call('SREM', p .. ':rooms', room)
   end
   return {room, cid, changed, newhost, player, entities}
@@ -125,6 +134,23 @@ return {host, players, entities, fresh}
 """
 )
 
+# ARGV: prefix, room. Returns {host, {client, instance, user, name, label,
+# connected at}*, entity count}: one consistent reading of the room.
+VIEW_LUA = """
+local base = ARGV[1] .. ':room:' .. ARGV[2]
+local rows, entities = {}, 0
+for _, cid in ipairs(redis.call('ZRANGE', base .. ':members', 0, -1)) do
+  local f = redis.call('HMGET', base .. ':conn:' .. cid,
+    'instance', 'user_id', 'display_name', 'client_label', 'connected_at')
+  if f[1] then
+    table.insert(rows, {cid, f[1], f[2] or '', f[3] or '', f[4] or '', f[5] or '0'})
+  end
+  entities = entities + redis.call('HLEN', base .. ':entities:' .. cid)
+end
+local messages = redis.call('HGET', base .. ':counters', 'messages') or '0'
+return {redis.call('GET', base .. ':host') or '', rows, entities, messages}
+"""
+
 # ARGV: prefix, room, client, instance.
 LEAVE_LUA = (
     _LEAVE_FUNCTION
@@ -133,14 +159,17 @@ return leave(ARGV[1], ARGV[2], ARGV[3], ARGV[4], {})
 """
 )
 
-# ARGV: prefix, room, player count, (client, snapshot)*, entity count,
-# (owner, entity, snapshot)*, then (owner, entity)* removed. Only present
-# members are written: a late write never brings a departed one back.
+# ARGV: prefix, room, messages handled, player count, (client, snapshot)*,
+# entity count, (owner, entity, snapshot)*, then (owner, entity)* removed. Only
+# present members are written: a late write never brings a departed one back.
 WRITE_LUA = """
 local p, room = ARGV[1], ARGV[2]
 local base = p .. ':room:' .. room
 local members = base .. ':members'
-local i = 3
+if tonumber(ARGV[3]) > 0 and redis.call('EXISTS', members) == 1 then
+  redis.call('HINCRBY', base .. ':counters', 'messages', ARGV[3])
+end
+local i = 4
 local players = tonumber(ARGV[i]); i = i + 1
 for _ = 1, players do
   local conn = base .. ':conn:' .. ARGV[i]
@@ -283,6 +312,7 @@ class RedisRegistry:
         self._heartbeat = self.client.register_script(HEARTBEAT_LUA)
         self._sweep = self.client.register_script(SWEEP_LUA)
         self._retire = self.client.register_script(RETIRE_LUA)
+        self._view = self.client.register_script(VIEW_LUA)
 
     async def _run(self, script: Any, *args: Any) -> Any:
         try:
@@ -329,7 +359,7 @@ class RedisRegistry:
         try:
             async with self.client.pipeline(transaction=False) as pipe:
                 for room_id, change in changes.items():
-                    args: list[Any] = [self.prefix, room_id, len(change.players)]
+                    args: list[Any] = [self.prefix, room_id, change.messages, len(change.players)]
                     for p in change.players:
                         args += [p.client_id, p.snapshot().SerializeToString()]
                     args.append(len(change.entities))
@@ -362,6 +392,29 @@ class RedisRegistry:
         """Remove this instance's connections except ``keep`` (all of them: shutdown)."""
         entries = [f"{room} {client}" for room, client in sorted(keep)]
         return [_departure(row) for row in await self._run(self._retire, instance_id, *entries)]
+
+    async def room_ids(self) -> list[str]:
+        """The rooms with members on any instance, sorted."""
+        try:
+            return sorted(_text(r) for r in await self.client.smembers(f"{self.prefix}:rooms"))
+        except (RedisError, OSError, TimeoutError) as exc:
+            raise RegistryUnavailable(repr(exc)) from exc
+
+    async def view(self, room_id: str) -> RoomView:
+        """The room's connections in join order, its host and entity count."""
+        host, rows, entities, messages = await self._run(self._view, room_id)
+        connections = [
+            Connection(
+                client_id=_text(cid),
+                instance_id=_text(instance),
+                user_id=_text(user),
+                display_name=_text(name),
+                client_label=_text(label),
+                connected_at_ms=int(_text(at) or 0),
+            )
+            for cid, instance, user, name, label, at in rows
+        ]
+        return RoomView(room_id, _text(host), connections, int(entities), int(_text(messages)))
 
     async def ping(self) -> None:
         """Raise :class:`RegistryUnavailable` unless Redis answers."""

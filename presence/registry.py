@@ -59,6 +59,29 @@ class Departure:
 
 
 @dataclass(frozen=True, slots=True)
+class Connection:
+    """One connection as the registry lists it (stats, admin)."""
+
+    client_id: str
+    user_id: str
+    display_name: str
+    instance_id: str
+    client_label: str = ""
+    connected_at_ms: int = 0
+
+
+@dataclass(slots=True)
+class RoomView:
+    """A room's connections in join order, its host and how many entities it holds."""
+
+    room_id: str
+    host_client_id: str = ""
+    connections: list[Connection] = field(default_factory=list)
+    entity_count: int = 0
+    message_count: int = 0  # client messages handled in the room, on every instance
+
+
+@dataclass(frozen=True, slots=True)
 class Heartbeat:
     """What renewing an instance found."""
 
@@ -92,6 +115,12 @@ class Registry(Protocol):
     async def retire(self, instance_id: str, keep: set[tuple[str, str]]) -> list[Departure]:
         """Remove the instance's connections except ``keep`` ((room, client) pairs)."""
 
+    async def room_ids(self) -> list[str]:
+        """The rooms with members, on any instance, sorted."""
+
+    async def view(self, room_id: str) -> RoomView:
+        """The room's connections, host and entity count."""
+
 
 def departure_from(
     room_id: str, client_id: str, entity_ids: list[str], host: tuple[bool, Player | None]
@@ -104,9 +133,10 @@ def departure_from(
 @dataclass(slots=True)
 class _Room:
     players: dict[str, Player] = field(default_factory=dict)  # join order
-    instances: dict[str, str] = field(default_factory=dict)  # client id -> instance id
+    arrivals: dict[str, Arrival] = field(default_factory=dict)
     entities: dict[str, dict[str, pb.EntitySnapshot]] = field(default_factory=dict)  # by owner
     host_client_id: str = ""
+    messages: int = 0
 
 
 class InProcessRegistry:
@@ -122,7 +152,7 @@ class InProcessRegistry:
         room = self.rooms.setdefault(arrival.room_id, _Room())
         client_id = arrival.player.client_id
         room.players[client_id] = arrival.player
-        room.instances[client_id] = arrival.instance_id
+        room.arrivals[client_id] = arrival
         if room.host_client_id not in room.players:
             room.host_client_id = client_id
         return RoomSnapshot(
@@ -136,7 +166,7 @@ class InProcessRegistry:
         room = self.rooms.get(room_id)
         if room is None or room.players.pop(client_id, None) is None:
             return None
-        room.instances.pop(client_id, None)
+        room.arrivals.pop(client_id, None)
         entity_ids = list(room.entities.pop(client_id, {}))
         host: tuple[bool, Player | None] = (False, None)
         if room.host_client_id == client_id:
@@ -153,6 +183,7 @@ class InProcessRegistry:
             room = self.rooms.get(room_id)
             if room is None:
                 continue
+            room.messages += change.messages
             for player in change.players:
                 if player.client_id in room.players:
                     room.players[player.client_id] = player
@@ -181,8 +212,31 @@ class InProcessRegistry:
         gone = [
             (room_id, client_id)
             for room_id, room in self.rooms.items()
-            for client_id, owner in room.instances.items()
-            if owner == instance_id and (room_id, client_id) not in keep
+            for client_id, arrival in room.arrivals.items()
+            if arrival.instance_id == instance_id and (room_id, client_id) not in keep
         ]
         departures = [await self.leave(room_id, instance_id, cid) for room_id, cid in gone]
         return [d for d in departures if d is not None]
+
+    async def room_ids(self) -> list[str]:
+        """The rooms with members, sorted."""
+        return sorted(self.rooms)
+
+    async def view(self, room_id: str) -> RoomView:
+        """The room's connections in join order."""
+        room = self.rooms.get(room_id)
+        if room is None:
+            return RoomView(room_id)
+        connections = [
+            Connection(
+                client_id=cid,
+                user_id=room.players[cid].user_id,
+                display_name=room.players[cid].display_name,
+                instance_id=arrival.instance_id,
+                client_label=arrival.client_label,
+                connected_at_ms=arrival.connected_at_ms,
+            )
+            for cid, arrival in room.arrivals.items()
+        ]
+        entities = sum(len(owned) for owned in room.entities.values())
+        return RoomView(room_id, room.host_client_id, connections, entities, room.messages)

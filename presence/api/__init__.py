@@ -1,1 +1,1 @@
-"""HTTP API of presence (Django REST framework): token endpoints, mounted under ``/api/``."""
+"""HTTP API of presence (Django REST framework): tokens under /api/, stats under /ws/."""

@@ -745,3 +745,59 @@ async def test_a_connection_whose_lease_ran_out_leaves_at_the_next_heartbeat(
     assert [d.client_id for d in beat.expired] == ["stale-1"]
     assert await registry.occupancy(ROOM) == 0
     assert (await join(registry, "fresh-1", instance=WEST)).host_client_id == "fresh-1"
+
+
+async def test_room_ids_list_the_rooms_with_members(registry: Registry, peer: Registry) -> None:
+    """Rooms of every instance are listed, sorted; an emptied room is not."""
+    await join(registry, "alice", room=OTHER_ROOM, instance=EAST)
+    await join(peer, "bob", room=ROOM, instance=WEST)
+    await join(peer, "carol", room="room-3", instance=WEST)
+    await peer.leave("room-3", WEST, "carol")
+
+    assert await registry.room_ids() == [ROOM, OTHER_ROOM]
+
+
+async def test_view_lists_connections_in_join_order_with_host_and_entities(
+    registry: Registry, peer: Registry
+) -> None:
+    """A room's view: who is connected where, since when, the host, the entity count."""
+    await registry.join(
+        Arrival(ROOM, EAST, player("alice"), client_label="quest-3", connected_at_ms=1_000)
+    )
+    await peer.join(Arrival(ROOM, WEST, player("bob"), connected_at_ms=2_000))
+    await registry.write({ROOM: RoomChanges(entities=[entity("alice", "a1"), entity("bob", "b1")])})
+
+    view = await peer.view(ROOM)
+
+    assert (view.room_id, view.host_client_id, view.entity_count) == (ROOM, "alice", 2)
+    assert [
+        (c.client_id, c.user_id, c.instance_id, c.client_label, c.connected_at_ms)
+        for c in view.connections
+    ] == [
+        ("alice", player("alice").user_id, EAST, "quest-3", 1_000),
+        ("bob", player("bob").user_id, WEST, "", 2_000),
+    ]
+    assert view.connections[0].display_name == player("alice").display_name
+
+
+async def test_view_of_an_unknown_room_is_empty(registry: Registry) -> None:
+    """No members, no host, nothing: not an error."""
+    view = await registry.view("nobody-here")
+    assert (view.host_client_id, view.connections, view.entity_count) == ("", [], 0)
+
+
+async def test_view_counts_the_messages_written_by_every_instance(
+    registry: Registry, peer: Registry
+) -> None:
+    """Message counts from every instance add up; they go with the room."""
+    await join(registry, "alice", instance=EAST)
+    await join(peer, "bob", instance=WEST)
+    await registry.write({ROOM: RoomChanges(messages=5)})
+    await peer.write({ROOM: RoomChanges(messages=2)})
+
+    assert (await registry.view(ROOM)).message_count == 7
+
+    await registry.leave(ROOM, EAST, "alice")
+    await peer.leave(ROOM, WEST, "bob")
+    await join(registry, "carol", instance=EAST)
+    assert (await registry.view(ROOM)).message_count == 0
