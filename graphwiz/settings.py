@@ -159,7 +159,12 @@ PRESENCE = {
         ENV, "PRESENCE_REGISTRY_HEARTBEAT_SECONDS", 5.0, minimum=0.001
     ),
     "POSE_SYNC_HZ": env_float(ENV, "PRESENCE_POSE_SYNC_HZ", 4.0, minimum=0.001),
+    "RTT_PROBE_SECONDS": env_float(ENV, "PRESENCE_RTT_PROBE_SECONDS", 30.0, minimum=0.0),
+    "METRICS_ALLOWED_NETWORKS": env_list(ENV, "PRESENCE_METRICS_ALLOWED_NETWORKS", []),
 }
+# prometheus_client reads it itself (every process on the host writes its
+# metrics there); kept here for the code that needs to know (presence.metrics).
+PROMETHEUS_MULTIPROC_DIR = ENV.get("PROMETHEUS_MULTIPROC_DIR", "")
 
 # Daphne's own WebSocket limits, used by `manage.py runserver`; the Makefile
 # passes the same numbers to the daphne command line.

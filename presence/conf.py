@@ -53,6 +53,9 @@ class PresenceSettings:
     REGISTRY_LEASE_SECONDS: float = 15.0  # an instance silent this long is swept
     REGISTRY_HEARTBEAT_SECONDS: float = 5.0  # heartbeat and sweep period
     POSE_SYNC_HZ: float = 4.0  # pose writes to the registry per second, at most
+    # --- metrics (README "Metrics")
+    RTT_PROBE_SECONDS: float = 30.0  # server Ping to every connection this often; 0 = off
+    METRICS_ALLOWED_NETWORKS: tuple[str, ...] = ()  # who may read /metrics; empty = anyone
 
     @property
     def field_limits(self) -> FieldLimits:
@@ -94,10 +97,14 @@ def build(overrides: dict[str, Any]) -> PresenceSettings:
         trusted_networks(frozenset(overrides.get("TRUSTED_PROXIES", ())))
     except ValueError as bad:
         raise ImproperlyConfigured(f"PRESENCE['TRUSTED_PROXIES']: {bad}") from None
+    try:
+        trusted_networks(frozenset(overrides.get("METRICS_ALLOWED_NETWORKS", ())))
+    except ValueError as bad:
+        raise ImproperlyConfigured(f"PRESENCE['METRICS_ALLOWED_NETWORKS']: {bad}") from None
     return PresenceSettings(**overrides)
 
 
-_MAY_BE_ZERO = {"HEARTBEAT_INTERVAL_MS", "TICK_HZ"}  # 0 means "off"
+_MAY_BE_ZERO = {"HEARTBEAT_INTERVAL_MS", "TICK_HZ", "RTT_PROBE_SECONDS"}  # 0 means "off"
 _UINT32_MAX = 0xFFFFFFFF
 
 

@@ -31,11 +31,13 @@ from presence.handshake import Admission, Refusal, admit, display_name_for
 from presence.history import get_history
 from presence.hub import BackendUnavailable, Draining, Hub, get_hub
 from presence.outbound import SERVER_CAPABILITIES, Outbound, OutItem
+from presence.probes import get_prober
 from presence.protocol import SERVER_VERSION
 from presence.protocol import core_pb2 as pb
 from presence.protocol.codec import Encoding, encode
 from presence.protocol.codes import CloseCode, ErrorCode
 from presence.protocol.envelope import error_message, stamp
+from presence.protocol.moderation import ModerationOrder
 from presence.protocol.outbox import Outbox
 from presence.protocol.ratelimit import MessageRateLimiter
 from presence.protocol.room import Player
@@ -46,6 +48,11 @@ logger = logging.getLogger(__name__)
 
 
 CLOSE_FLUSH_SECONDS = 2.0  # how long a closing connection may take to flush
+# The Error that precedes a close the hub asks for (4000 needs none).
+_ABORT_ERRORS = {
+    CloseCode.BACKEND_UNAVAILABLE: ErrorCode.UNAVAILABLE,
+    CloseCode.FORBIDDEN: ErrorCode.FORBIDDEN,
+}
 
 
 class PresenceConsumer(Outbound, AsyncConsumer):
@@ -68,6 +75,7 @@ class PresenceConsumer(Outbound, AsyncConsumer):
         self._cleaned = False
         self._accepted = False
         self._admission: Admission | None = None  # set between accept and join
+        self.identity: Identity | None = None
         self._timers: list[asyncio.TimerHandle] = []
         self._rate = MessageRateLimiter(
             limit=self.conf.MESSAGE_RATE_LIMIT,
@@ -76,6 +84,7 @@ class PresenceConsumer(Outbound, AsyncConsumer):
         )
         self.messages_out = 0
         self.bytes_out = 0
+        self._meter = metrics.ConnectionMeter()
         try:
             while True:
                 await self.dispatch(await receive())
@@ -159,18 +168,22 @@ class PresenceConsumer(Outbound, AsyncConsumer):
                 ErrorCode.UNAUTHORIZED, CloseCode.AUTH_TIMEOUT, "no credentials in time"
             )
 
-    def _refuse_late(self, code: ErrorCode, close_code: CloseCode, text: str) -> None:
+    def _refuse_late(
+        self, code: ErrorCode, close_code: CloseCode, text: str, *, outcome: str = ""
+    ) -> None:
         logger.info("refused a connection after accept: %s (%d)", text, close_code)
+        self._meter.refused(close_code, outcome)  # counts only before the join
         self._queue(error_message(code, text, now_ms=0))
         self._close(close_code)
 
     def abort(self, close_code: CloseCode, text: str) -> None:
-        """Close on the hub's word: Redis failed (4012) or the server is going away (4000)."""
+        """Close on the hub's word: Redis failed (4012), kicked (4403), going away (4000)."""
         if self._close_code is not None or self.outbox is None:
             return
         logger.info("closing %s: %s (%d)", self.client_id, text, close_code)
-        if close_code == CloseCode.BACKEND_UNAVAILABLE:
-            self._queue(error_message(ErrorCode.UNAVAILABLE, text, now_ms=0))
+        error = _ABORT_ERRORS.get(close_code)
+        if error is not None:
+            self._queue(error_message(error, text, now_ms=0))
         self._close(close_code)
 
     def _after(self, seconds: float, callback: Any) -> None:
@@ -189,9 +202,10 @@ class PresenceConsumer(Outbound, AsyncConsumer):
         room_id = admission.room_id
         self.hub = get_hub()
         occupancy = await self.hub.occupancy(room_id)  # on every instance
-        refusal = (await get_room_access().get(room_id)).refusal(occupancy)
+        access = await get_room_access().get(room_id)
+        refusal = access.refusal(occupancy, identity.user_id)
         if refusal is not None:
-            self._refuse_late(*refusal)
+            self._refuse_late(*refusal, outcome="refused_room")
             return
         if identity.expires_at is not None:
             self._after(max(0.0, identity.expires_at - time.time()), self._token_expired)
@@ -210,11 +224,17 @@ class PresenceConsumer(Outbound, AsyncConsumer):
             occupancy=occupancy + 1,
         )
         self._recorded = True
+        self.identity = identity
         player = Player(
-            client_id=self.client_id, user_id=identity.user_id, display_name=display_name
+            client_id=self.client_id,
+            user_id=identity.user_id,
+            display_name=display_name,
+            staff=identity.staff,
         )
         label = admission.query.get("client_id", "")[:128]
         hello, joined = await self.hub.join(room_id, self, player, client_label=label)
+        self._meter.accepted()
+        get_prober().ensure(self.hub)
         hello.server_version = SERVER_VERSION
         hello.session_id = uuid.uuid4().hex
         hello.heartbeat_interval_ms = self.conf.HEARTBEAT_INTERVAL_MS
@@ -229,6 +249,7 @@ class PresenceConsumer(Outbound, AsyncConsumer):
 
     async def _refuse(self, subprotocol: str | None, refused: Refusal) -> None:
         logger.info("refused a connection: %s (%d)", refused.text, refused.close_code)
+        self._meter.refused(refused.close_code, refused.outcome)
         await self._accept(subprotocol)
         error = error_message(
             refused.code, refused.text, now_ms=0, retry_after_ms=refused.retry_after_ms
@@ -245,6 +266,7 @@ class PresenceConsumer(Outbound, AsyncConsumer):
         """A frame arrived: validate it, apply it to the room, fan it out."""
         if self.session is None or self._close_code is not None:
             return
+        started = time.perf_counter()
         data = event.get("bytes")
         if data is None:
             data = event.get("text")
@@ -254,6 +276,7 @@ class PresenceConsumer(Outbound, AsyncConsumer):
         metrics.count_rate_decision("message", verdict.allowed)
         if not verdict.allowed:  # dropped before it is even decoded: never fanned out
             self.session.messages_in += 1
+            metrics.count_rate_limited(data)
             if verdict.notify:
                 self._queue(
                     error_message(
@@ -266,7 +289,9 @@ class PresenceConsumer(Outbound, AsyncConsumer):
             if verdict.close:
                 self._close(CloseCode.RATE_LIMITED)
             return
+        received = self.session.bytes_in
         result = self.session.receive(data)
+        metrics.count_received(result, self.session.bytes_in - received)
         if self._admission is not None and not isinstance(result, Rejected):
             if result.kind == "client_hello":
                 await self._hello_with_token(result.message.client_hello)
@@ -274,11 +299,13 @@ class PresenceConsumer(Outbound, AsyncConsumer):
             result = Rejected(ErrorCode.UNAUTHORIZED, "send a ClientHello with auth_token first")
         if self.hub is None:
             if isinstance(result, Rejected):
+                metrics.count_message_error(result.code)
                 self._queue(error_message(result.code, result.text, now_ms=0))
                 if result.close_code is not None:
                     self._close(result.close_code)
             return
         if isinstance(result, Rejected):
+            metrics.count_message_error(result.code)
             now_ms = self.hub.now_ms()
             self._queue(
                 error_message(
@@ -288,12 +315,37 @@ class PresenceConsumer(Outbound, AsyncConsumer):
             if result.close_code is not None:
                 self._close(result.close_code)
             return
+        if result.kind == "pong":  # the answer to a server RTT probe (README "Metrics")
+            track = self.conf.LATENCY_TRACKING_ENABLED
+            self._meter.pong(result.message.pong.client_time_ms, track=track)
+            return
         outcome = self.hub.apply(self.room_id, self.client_id, result.kind, result.message)
-        await self.hub.publish(self.room_id, outcome.broadcasts)
+        if outcome.moderation is not None:  # the audit record (and a lock) first
+            await self._record_moderation(outcome.moderation)
+        await self.hub.publish(self.room_id, outcome.broadcasts, moderation=outcome.moderation)
+        if self.conf.LATENCY_TRACKING_ENABLED:
+            metrics.observe_processing(time.perf_counter() - started)
         if outcome.chat_text is not None:
             await self._store_chat(outcome.chat_text)
         for reply in outcome.replies:  # an Ack goes out once the message is stored
+            if reply.type == pb.ERROR:
+                metrics.count_message_error(reply.error.code)
             self._queue(reply)
+
+    async def _record_moderation(self, order: ModerationOrder) -> None:
+        assert self.hub is not None and self.identity is not None
+        target_user = ""
+        if order.target_client_id:
+            target_user = await self.hub.user_of(self.room_id, order.target_client_id)
+        await database_sync_to_async(services.moderation_record)(
+            room_id=self.room_id,
+            action=str(order.action),
+            actor_user_id=self.identity.django_user_id,
+            actor_client_id=self.client_id,
+            target_client_id=order.target_client_id,
+            target_user_id=target_user,
+            reason=order.reason,
+        )
 
     async def _store_chat(self, text: str) -> None:
         assert self.hub is not None
@@ -313,6 +365,7 @@ class PresenceConsumer(Outbound, AsyncConsumer):
 
     async def _fail(self, code: ErrorCode, close_code: CloseCode, text: str) -> None:
         """Error boundary: tell the client, close with ``close_code``, stop."""
+        self._meter.refused(close_code)  # counts only before the join
         try:
             if self.outbox is not None:
                 self._queue(error_message(code, text, now_ms=0))
@@ -335,7 +388,9 @@ class PresenceConsumer(Outbound, AsyncConsumer):
         hub, self.hub = self.hub, None
         if hub is not None and self.room_id:
             try:
-                await hub.leave(self.room_id, self)
+                # Shielded: the writer (which leaves after a server close) may be
+                # cancelled by the disconnect; the leave must still finish.
+                await asyncio.shield(hub.leave(self.room_id, self))
             except BackendUnavailable:
                 logger.warning("could not announce %s leaving to other instances", self.client_id)
 
@@ -344,6 +399,8 @@ class PresenceConsumer(Outbound, AsyncConsumer):
         if self._cleaned:
             return
         self._cleaned = True
+        if self._accepted:
+            self._meter.closed(close_code)
         if self._close_code is None:
             self._close_code = CloseCode.NORMAL
         for timer in self._timers:

@@ -44,13 +44,20 @@ class Refusal(Exception):
     """The handshake is refused: answer ``Error(code)``, then close."""
 
     def __init__(
-        self, code: ErrorCode, close_code: CloseCode, text: str, *, retry_after_ms: int = 0
+        self,
+        code: ErrorCode,
+        close_code: CloseCode,
+        text: str,
+        *,
+        retry_after_ms: int = 0,
+        outcome: str = "",
     ) -> None:
         super().__init__(text)
         self.code = code
         self.close_code = close_code
         self.text = text
         self.retry_after_ms = retry_after_ms
+        self.outcome = outcome  # presence_connections_total's label; "" = by close code
         # How to answer: what the handshake negotiated before it was refused.
         self.encoding = Encoding.PROTO
         self.subprotocol: str | None = None
@@ -133,7 +140,9 @@ async def _check(
     if not ROOM_ID.fullmatch(room_id):
         raise Refusal(ErrorCode.BAD_MESSAGE, CloseCode.BAD_REQUEST, "invalid room id")
     if not origin_policy(conf).allows(_header(scope, b"origin")):
-        raise Refusal(ErrorCode.FORBIDDEN, CloseCode.FORBIDDEN, "origin not allowed")
+        raise Refusal(
+            ErrorCode.FORBIDDEN, CloseCode.FORBIDDEN, "origin not allowed", outcome="refused_origin"
+        )
     ip_address = client_ip(scope, frozenset(conf.TRUSTED_PROXIES))
     try:
         decision = await get_attempt_limiter(conf).hit(attempt_key(ip_address))

@@ -36,6 +36,7 @@ from presence.protocol import core_pb2 as pb
 from presence.protocol.batch import Entry, TickBatch
 from presence.protocol.codec import EncodedMessage
 from presence.protocol.codes import CloseCode
+from presence.protocol.moderation import Action, ModerationOrder
 from presence.protocol.room import Broadcast, Outcome, Player, RoomChanges, RoomState
 from presence.registry import (
     Arrival,
@@ -241,6 +242,7 @@ class Hub:
         if room is None:
             state = RoomState(room_id, next_id=self._next_message_id, elects_host=False)
             room = self.rooms[room_id] = LocalRoom(state)
+            metrics.ROOMS_ACTIVE.inc()
         now_ms = self.now_ms()
         outcome = room.state.join(player, now_ms=now_ms, host_client_id=snapshot.host_client_id)
         # Route before registering: poses queued so far are already in the
@@ -265,9 +267,19 @@ class Hub:
         if room is None or room.members.get(member.client_id) is not member:
             return
         del room.members[member.client_id]  # nothing more is delivered to it
+        pending: list[Broadcast] = []
+        if not room.members:  # forget the room now: nothing below may stop that
+            pending = room.take_pending()
+            del self.rooms[room_id]
+            metrics.ROOMS_ACTIVE.dec()
+            if not self.rooms:
+                self.emptied.set()
         departure: Departure | None = None
         try:
-            departure = await self.registry.leave(room_id, self.instance_id, member.client_id)
+            # Shielded: a connection cancelled while leaving still leaves the registry.
+            departure = await asyncio.shield(
+                self.registry.leave(room_id, self.instance_id, member.client_id)
+            )
         except RegistryUnavailable as exc:
             self.backend_failed("registry", exc)  # the keeper removes it later
         now_ms = self.now_ms()
@@ -276,12 +288,9 @@ class Hub:
         if departure is not None and departure.host_changed:
             broadcasts.extend(room.state.hand_over(departure.new_host, now_ms=now_ms))
             host = room.state.host_client_id
-        due = self._route(room, broadcasts)
-        if not room.members and self.rooms.get(room_id) is room:
-            due.extend(self._flush(room))
-            del self.rooms[room_id]
-            if not self.rooms:
-                self.emptied.set()
+        # A member who joined meanwhile is in a new local room: it hears the leave.
+        current = self.rooms.get(room_id, room)
+        due = [*pending, *self._route(current, broadcasts)]
         try:
             await self._publish_remote(room_id, due, host=host)
         finally:
@@ -382,19 +391,72 @@ class Hub:
         room = self.rooms[room_id]
         outcome = room.state.handle(client_id, kind, message, now_ms=self.now_ms())
         outcome.broadcasts = self._route(room, outcome.broadcasts)
+        if outcome.moderation is not None:
+            self.enforce(room_id, outcome.moderation)
         return outcome
 
-    async def publish(self, room_id: str, broadcasts: list[Broadcast]) -> None:
+    async def publish(
+        self,
+        room_id: str,
+        broadcasts: list[Broadcast],
+        *,
+        moderation: ModerationOrder | None = None,
+    ) -> None:
         """Record what changed in the registry, then hand ``broadcasts`` to the others.
 
         Changes ride with reliable messages; poses alone wait for :meth:`sync`.
+        A ``moderation`` order travels along, for every instance to enforce.
         """
         room = self.rooms.get(room_id)
         if room is not None and any(b.reliable for b in broadcasts):
             changes = room.state.take_changes()
             if changes:
                 await self._write({room_id: changes})
-        await self._publish_remote(room_id, broadcasts)
+        if moderation is not None:  # its database part is written by now
+            self._forget_access(room_id)
+        await self._publish_remote(room_id, broadcasts, moderation=moderation)
+
+    async def moderate(self, room_id: str, order: ModerationOrder) -> None:
+        """Announce and enforce an order from staff in the admin, on every instance."""
+        room = self.rooms.get(room_id)
+        state = room.state if room is not None else self._scratch_state(room_id)
+        broadcasts = state.moderate(order, now_ms=self.now_ms()).broadcasts
+        due = self._route(room, broadcasts) if room is not None else broadcasts
+        self.enforce(room_id, order)
+        await self._publish_remote(room_id, due, moderation=order)
+
+    def enforce(self, room_id: str, order: ModerationOrder) -> None:
+        """Carry ``order`` out for this process's members of the room."""
+        self._forget_access(room_id)  # a lock, an unlock or a ban applies to joins at once
+        room = self.rooms.get(room_id)
+        if room is None:
+            return
+        target = order.target_client_id
+        if order.action is Action.KICK:
+            member = room.members.get(target)
+            if member is not None:
+                member.abort(CloseCode.FORBIDDEN, "kicked from the room")
+        elif order.action is Action.MUTE:
+            room.state.muted.add(target)
+        elif order.action is Action.UNMUTE:
+            room.state.muted.discard(target)
+
+    @staticmethod
+    def _forget_access(room_id: str) -> None:
+        from presence.room_access import get_room_access
+
+        get_room_access().forget(room_id)
+
+    async def user_of(self, room_id: str, client_id: str) -> str:
+        """The user id of a member of the room, on any instance ("" if not there)."""
+        room = self.rooms.get(room_id)
+        if room is not None and client_id in room.state.players:
+            return room.state.players[client_id].user_id
+        try:
+            view = await self.registry.view(room_id)
+        except RegistryUnavailable:
+            return ""
+        return next((c.user_id for c in view.connections if c.client_id == client_id), "")
 
     def _route(self, room: LocalRoom, broadcasts: list[Broadcast]) -> list[Broadcast]:
         """Deliver locally what is due now; return what to publish now.
@@ -428,8 +490,10 @@ class Hub:
     async def _tick_loop(self) -> None:
         """Once per tick: each room's newest poses, delivered and published once."""
         loop = asyncio.get_running_loop()
+        this_task = asyncio.current_task()
         next_at = loop.time()
-        while self.rooms:
+        # A cancellation swallowed inside redis-py (Python 3.11) must still end it.
+        while self.rooms and not (this_task and this_task.cancelling()):
             next_at += self.tick_seconds
             delay = next_at - loop.time()
             if delay < 0:  # behind schedule: skip the missed ticks, never burst
@@ -451,10 +515,15 @@ class Hub:
     # --- other processes ----------------------------------------------------
 
     async def _publish_remote(
-        self, room_id: str, broadcasts: list[Broadcast], *, host: str | None = None
+        self,
+        room_id: str,
+        broadcasts: list[Broadcast],
+        *,
+        host: str | None = None,
+        moderation: ModerationOrder | None = None,
     ) -> None:
         """One group message for the other processes; ``host`` when the host changed."""
-        if not self.remote or not broadcasts:
+        if not self.remote or not (broadcasts or moderation):
             return
         assert self.layer is not None
         items = [[b.encoded().proto, b.reliable, b.exclude, b.volatile_key] for b in broadcasts]
@@ -466,15 +535,29 @@ class Hub:
         }
         if host is not None:
             event["host"] = host
+        if moderation is not None:
+            event["moderation"] = moderation.as_event()
         try:
             await self.layer.group_send(room_group(room_id), event)
-        except Exception as exc:  # the layer raises whatever its client raises
-            raise self.backend_failed("group_send", exc) from exc
+        except Exception:  # the layer raises whatever its client raises
+            # One quick retry covers a pooled connection Redis dropped (a restart).
+            metrics.count_layer_failure("group_send")
+            try:
+                await self.layer.group_send(room_group(room_id), event)
+            except Exception as exc:
+                raise self.backend_failed("group_send", exc) from exc
 
     def _receive_remote(self, event: dict[str, Any]) -> None:
         if event.get("type") != FANOUT_EVENT or event.get("origin") == self.instance_id:
             return
-        room = self.rooms.get(event.get("room", ""))
+        room_id = event.get("room", "")
+        try:
+            self._deliver_remote(self.rooms.get(room_id), event)
+        finally:
+            if "moderation" in event:
+                self.enforce(room_id, ModerationOrder.from_event(event["moderation"]))
+
+    def _deliver_remote(self, room: LocalRoom | None, event: dict[str, Any]) -> None:
         if room is None:
             return
         if "host" in event:  # another instance handed the host role on

@@ -52,8 +52,11 @@ class Keeper:
     async def run(self) -> None:
         """Sync poses often, heartbeat and sweep less often; never stop on failure."""
         loop = asyncio.get_running_loop()
+        this_task = asyncio.current_task()
         next_heartbeat = loop.time()
-        while not self._stopping:
+        # Python 3.11's wait_for inside redis-py can swallow a cancellation that
+        # races with a reply: check for one on every round, or never stop.
+        while not self._stopping and not (this_task and this_task.cancelling()):
             try:
                 if loop.time() >= next_heartbeat:
                     next_heartbeat = loop.time() + self.heartbeat_seconds

@@ -14,6 +14,7 @@ import asyncio
 import logging
 from typing import Any
 
+from presence import metrics
 from presence.conf import PresenceSettings
 from presence.hub import Hub
 from presence.protocol import core_pb2 as pb
@@ -50,6 +51,7 @@ class Outbound:
     _close_code: CloseCode | None
     messages_out: int
     bytes_out: int
+    _meter: metrics.ConnectionMeter
 
     async def _leave_room(self) -> None:
         raise NotImplementedError
@@ -70,6 +72,17 @@ class Outbound:
             return
         self.outbox.push((batch, 0), reliable=False)
         self._kick()
+
+    def send_rtt_probe(self, ping: EncodedMessage, sent_ms: int) -> bool:
+        """Queue the server's RTT probe, a ``Ping`` carrying ``sent_ms`` (never numbered)."""
+        if self.outbox is None or self._close_code is not None:
+            return False
+        # A full queue is closed by the next reliable message, never by a probe.
+        if not self.outbox.push((ping, 0), reliable=True):
+            return False
+        self._meter.probe(sent_ms)
+        self._kick()
+        return True
 
     def _merge_volatile(self, older: OutItem, newer: OutItem) -> OutItem:
         assert isinstance(older[0], TickBatch) and isinstance(newer[0], TickBatch)
@@ -125,9 +138,11 @@ class Outbound:
                 if isinstance(item, TickBatch):
                     await self._send_batch(item)
                 else:
-                    await self._send_frame(item.frame(self.encoding, seq))
+                    kind = metrics.sent_type(item.proto, track=self.conf.LATENCY_TRACKING_ENABLED)
+                    await self._send_frame(item.frame(self.encoding, seq), kind)
             if self._close_code is not None:
                 await self.base_send({"type": "websocket.close", "code": int(self._close_code)})
+                self._meter.closed(self._close_code)
                 await self._leave_room()
                 return
 
@@ -137,19 +152,26 @@ class Outbound:
         if BATCH_CAPABILITY in self.session.capabilities:
             frame = batch.frame(self.client_id, self.encoding, self.hub.now_ms())
             if frame is not None:
-                await self._send_frame(frame)
+                if self.conf.LATENCY_TRACKING_ENABLED:
+                    metrics.observe_batch(batch, self.client_id)
+                await self._send_frame(frame, pb.BATCH)
             return
+        track = self.conf.LATENCY_TRACKING_ENABLED
         for encoded in batch.for_recipient(self.client_id):
-            await self._send_frame(encoded.frame(self.encoding))
+            kind = metrics.sent_type(encoded.proto, track=track)
+            await self._send_frame(encoded.frame(self.encoding), kind)
 
-    async def _send_frame(self, frame: bytes | str) -> None:
+    async def _send_frame(self, frame: bytes | str, kind: int = pb.ERROR) -> None:
+        """Send one frame of MessageType ``kind`` (callers outside the outbox send errors)."""
         self.messages_out += 1
+        counted = self.bytes_out
         if isinstance(frame, bytes):
             self.bytes_out += len(frame)
             event = {"type": "websocket.send", "bytes": frame}
         else:
             self.bytes_out += len(frame.encode("utf-8"))
             event = {"type": "websocket.send", "text": frame}
+        metrics.count_sent(kind, self.bytes_out - counted)
         try:
             await self.base_send(event)
         except Exception as exc:  # servers raise their own errors for a closed socket

@@ -124,18 +124,17 @@ def redis_prefix() -> str:
 
 
 def layer_config(kind: str, redis_url: str, prefix: str) -> dict[str, object]:
-    """CHANNEL_LAYERS for the in-process or the Redis channel layer."""
+    """CHANNEL_LAYERS: ``memory``, ``redis`` (the pub/sub layer, the default with
+    REDIS_URL) or ``core`` (the core Redis layer)."""
     if kind == "memory":
         return {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    hosts = [{"address": redis_url, "socket_timeout": 10}]
+    if kind == "core":
+        config = {"hosts": hosts, "prefix": f"{prefix}:layer:", "expiry": 10}
+        return {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": config}}
+    pubsub = "channels_redis.pubsub.RedisPubSubChannelLayer"
     return {
-        "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {
-                "hosts": [{"address": redis_url, "socket_timeout": 10}],
-                "prefix": f"{prefix}:layer:",
-                "expiry": 10,
-            },
-        }
+        "default": {"BACKEND": pubsub, "CONFIG": {"hosts": hosts, "prefix": f"{prefix}:layer:"}}
     }
 
 

@@ -26,6 +26,7 @@ CLIENT_PAYLOADS = frozenset(
         "presence_event",
         "ack",
         "ping",
+        "pong",  # the answer to a server Ping (RTT probe, README "Metrics")
         "kick_player",
         "mute_player",
         "lock_room",

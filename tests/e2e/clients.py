@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import http.cookiejar
+import json
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Sequence
@@ -291,3 +293,87 @@ async def join_eventually(
             if asyncio.get_running_loop().time() > deadline:
                 raise AssertionError(f"{user} could not join within {timeout} s") from refused
         await asyncio.sleep(POLL_SECONDS)
+
+
+# --- Staff over HTTP: the admin and the token endpoint (issue 6) -------------
+
+
+class AdminSession:
+    """A browser's session with the Django admin: cookies kept, the CSRF token sent back.
+
+    Redirects are followed (a POST answered 302 is read as the page it leads to),
+    as a browser does after the admin's post/redirect/get.
+    """
+
+    def __init__(self, base_url: str) -> None:
+        self.base_url = base_url
+        self.cookies = http.cookiejar.CookieJar()
+        self._http = urllib.request.build_opener(
+            urllib.request.ProxyHandler({}), urllib.request.HTTPCookieProcessor(self.cookies)
+        )
+
+    def cookie(self, name: str) -> str:
+        """The value of cookie ``name`` ("" when the server has not set it)."""
+        return next((c.value or "" for c in self.cookies if c.name == name), "")
+
+    def get(self, path: str) -> tuple[int, str]:
+        """GET ``path``; return (status, body text)."""
+        return self._open(urllib.request.Request(self.base_url + path))
+
+    def post(self, path: str, fields: dict[str, str]) -> tuple[int, str]:
+        """POST ``fields`` as a form to ``path``, with the CSRF token; return (status, body)."""
+        form = {"csrfmiddlewaretoken": self.cookie("csrftoken"), **fields}
+        request = urllib.request.Request(
+            self.base_url + path,
+            data=urlencode(form).encode(),
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        )
+        return self._open(request)
+
+    def login(self, username: str, password: str) -> None:
+        """Sign in through ``/admin/login/`` as a person would; fail unless signed in."""
+        status, _ = self.get("/admin/login/")  # sets the csrftoken cookie
+        assert status == 200 and self.cookie("csrftoken"), f"login page: {status}"
+        status, body = self.post(
+            "/admin/login/?next=/admin/",
+            {"username": username, "password": password, "next": "/admin/"},
+        )
+        assert status == 200 and self.cookie("sessionid"), f"login refused ({status}): {body[:500]}"
+
+    def _open(self, request: urllib.request.Request) -> tuple[int, str]:
+        try:
+            with self._http.open(request, timeout=HTTP_TIMEOUT) as response:
+                return response.status, response.read().decode("utf-8", "replace")
+        except urllib.error.HTTPError as error:
+            return error.code, error.read().decode("utf-8", "replace")
+
+
+def obtain_token(base_url: str, username: str, password: str) -> str:
+    """A simplejwt access token from ``POST /api/token/`` (PROTOCOL.md section 1)."""
+    request = urllib.request.Request(
+        f"{base_url}/api/token/",
+        data=json.dumps({"username": username, "password": password}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with _http.open(request, timeout=HTTP_TIMEOUT) as response:
+        access: str = json.loads(response.read())["access"]
+    return access
+
+
+async def join_refused(
+    pool: ClientPool,
+    ws_url: str,
+    room: str,
+    user: str,
+    code: int,
+    *,
+    timeout: float = RECEIVE_TIMEOUT,
+    **params: str,
+) -> list[pb.Message]:
+    """Try to join ``room`` as ``user``; assert the server closes with ``code``.
+
+    Returns what the server sent before closing (for a refusal: one ``Error``).
+    """
+    query = urlencode({"user_id": user, **params})
+    client = await pool.open(f"{ws_url}/ws/{room}?{query}")
+    return await expect_close(client, code, timeout=timeout)

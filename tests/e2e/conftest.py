@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -27,7 +28,7 @@ from google.protobuf import json_format
 from bench.servers import service_command
 from presence.protocol import pb
 from tests.conftest import REDIS_START_SECONDS, RedisServer, _answers
-from tests.e2e.clients import ClientPool, http_get
+from tests.e2e.clients import AdminSession, ClientPool, http_get
 
 PROJECT = Path(__file__).resolve().parents[2]
 PYTHON = Path(sys.executable)
@@ -429,3 +430,54 @@ def fresh_cluster(tmp_path: Path, own_redis: PrivateRedis) -> Iterator[Cluster]:
     """Two instances for one test, which may kill either of them or their Redis."""
     with running_cluster(tmp_path, own_redis) as started:
         yield started
+
+
+# --- Staff for the moderation tests (issue 6) --------------------------------
+
+
+@dataclass(frozen=True)
+class StaffUser:
+    """A Django superuser in a server's database, and how to sign in as it."""
+
+    username: str
+    password: str
+    pk: int
+
+
+def create_superuser(server: Server, username: str, password: str) -> StaffUser:
+    """``manage.py createsuperuser --noinput`` in ``server``'s database (shared by a cluster)."""
+    env = server_env(server.sqlite_path.parent)
+    env.update(
+        SQLITE_PATH=str(server.sqlite_path),
+        DJANGO_SUPERUSER_USERNAME=username,
+        DJANGO_SUPERUSER_PASSWORD=password,
+        DJANGO_SUPERUSER_EMAIL=f"{username}@example.com",
+    )
+    done = subprocess.run(
+        [str(PYTHON), "manage.py", "createsuperuser", "--noinput"],
+        cwd=PROJECT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"createsuperuser failed ({done.returncode}):\n{done.stderr}")
+    with contextlib.closing(sqlite3.connect(server.sqlite_path, timeout=5)) as conn:
+        (pk,) = conn.execute("SELECT id FROM auth_user WHERE username = ?", (username,)).fetchone()
+    return StaffUser(username, password, int(pk))
+
+
+@pytest.fixture(scope="module")
+def cluster_staff(cluster: Cluster) -> StaffUser:
+    """A superuser in the cluster's shared database."""
+    return create_superuser(cluster.a, "moderator", f"mod-{uuid.uuid4().hex}")
+
+
+@pytest.fixture(scope="module")
+def cluster_admin(cluster: Cluster, cluster_staff: StaffUser) -> AdminSession:
+    """``cluster_staff`` signed in to the admin of instance A."""
+    session = AdminSession(cluster.a.http_url)
+    session.login(cluster_staff.username, cluster_staff.password)
+    return session

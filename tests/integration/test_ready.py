@@ -35,11 +35,9 @@ async def test_ready_answers_503_naming_redis_when_it_is_unreachable(
     layer: str, settings, redis_prefix: str
 ) -> None:
     url = _closed_port_url()
-    config = layer_config("redis", url, redis_prefix)
-    if layer == "pubsub":
-        config["default"]["BACKEND"] = "channels_redis.pubsub.RedisPubSubChannelLayer"  # type: ignore[index]
-        config["default"]["CONFIG"].pop("expiry")  # type: ignore[index]
-    settings.CHANNEL_LAYERS = config
+    settings.CHANNEL_LAYERS = layer_config(
+        "redis" if layer == "pubsub" else "core", url, redis_prefix
+    )
     settings.PRESENCE = {
         **settings.PRESENCE,
         "REDIS_URL": url,

@@ -12,7 +12,7 @@ from presence.protocol.validation import FieldLimits
 
 GOOD = pb.Message(message_id="c-1", chat_message=pb.ChatMessage(message="hi")).SerializeToString()
 UNDECODABLE = b"\xff"
-SERVER_ONLY = pb.Message(message_id="c-2", pong=pb.Pong()).SerializeToString()
+SERVER_ONLY = pb.Message(message_id="c-2", player_kicked=pb.PlayerKicked()).SerializeToString()
 
 
 def accepted(result: Accepted | Rejected) -> Accepted:

@@ -165,7 +165,8 @@ def test_env_list_splits_on_commas_and_drops_blanks(raw: str, value: list[str]) 
 NUMBERS = sorted(
     name
     for name, value in DEFAULTS.items()
-    if type(value) in (int, float) and name not in ("HEARTBEAT_INTERVAL_MS", "TICK_HZ")
+    if type(value) in (int, float)
+    and name not in ("HEARTBEAT_INTERVAL_MS", "TICK_HZ", "RTT_PROBE_SECONDS")
 )
 
 
@@ -287,6 +288,12 @@ def test_negative_heartbeat_interval_is_rejected() -> None:
     # ServerHello.heartbeat_interval_ms and would fail every connection.
     with pytest.raises(ImproperlyConfigured, match="HEARTBEAT_INTERVAL_MS"):
         build({"HEARTBEAT_INTERVAL_MS": -1})
+
+
+def test_rtt_probe_interval_of_zero_turns_probes_off_and_negative_is_rejected() -> None:
+    assert build({"RTT_PROBE_SECONDS": 0}).RTT_PROBE_SECONDS == 0
+    with pytest.raises(ImproperlyConfigured, match="RTT_PROBE_SECONDS"):
+        build({"RTT_PROBE_SECONDS": -1.0})
 
 
 def test_negative_tick_rate_is_rejected() -> None:

@@ -57,6 +57,8 @@ VALID_CLIENT_MESSAGES: dict[str, pb.Message] = {
     "presence_event": _presence_update(pb.PresenceData(display_name="Ada")),
     "ack": pb.Message(ack=pb.Ack(up_to_seq=3)),
     "ping": pb.Message(ping=pb.Ping(client_time_ms=1_700_000_000_000)),
+    # The answer to a server RTT probe (README "Metrics").
+    "pong": pb.Message(pong=pb.Pong(client_time_ms=1_700_000_000_000)),
     "kick_player": pb.Message(kick_player=pb.KickPlayer(target_client_id="c2", reason="spam")),
     "mute_player": pb.Message(mute_player=pb.MutePlayer(target_client_id="c2", muted=True)),
     "lock_room": pb.Message(lock_room=pb.LockRoom(locked=True, reason="event")),
@@ -65,7 +67,6 @@ VALID_CLIENT_MESSAGES: dict[str, pb.Message] = {
 SERVER_ONLY_MESSAGES: dict[str, pb.Message] = {
     "server_hello": pb.Message(server_hello=pb.ServerHello(assigned_client_id="c1")),
     "error": pb.Message(error=pb.Error(code=ErrorCode.FORBIDDEN)),
-    "pong": pb.Message(pong=pb.Pong(client_time_ms=1)),
     "batch": pb.Message(batch=pb.Batch(messages=[pb.Message(ping=pb.Ping())])),
     "player_kicked": pb.Message(player_kicked=pb.PlayerKicked(kicked_client_id="c2")),
     "player_muted": pb.Message(player_muted=pb.PlayerMuted(muted_client_id="c2")),
@@ -96,9 +97,9 @@ def test_message_without_payload_is_bad_message() -> None:
 
 def test_refusal_is_a_bad_frame_with_a_readable_text() -> None:
     with pytest.raises(BadFrame) as refused:
-        validate_client_message(SERVER_ONLY_MESSAGES["pong"], LIMITS)
+        validate_client_message(SERVER_ONLY_MESSAGES["player_kicked"], LIMITS)
 
-    assert "pong" in refused.value.message
+    assert "player_kicked" in refused.value.message
 
 
 # --- field limits: at the limit accepted, one past it TOO_LARGE --------------
