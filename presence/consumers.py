@@ -90,6 +90,11 @@ class PresenceConsumer(Outbound, AsyncConsumer):
                 await self.dispatch(await receive())
         except StopConsumer:
             pass
+        except GeneratorExit:
+            # The coroutine is being closed without its loop (a server or test
+            # abandoned it): nothing can be awaited any more.
+            self._cleaned = True
+            raise
         finally:
             await self._cleanup(self._close_code or CloseCode.NORMAL)
 
