@@ -97,6 +97,17 @@ local function leave(p, room, cid, inst, departing)
   end
   return {room, cid, changed, newhost, player, entities}
 end
+-- Remove every "{room} {client}" entry of owner_of (entry -> instance) at once:
+-- the host role passes over all of them to a member who stays.
+local function leave_all(p, owner_of)
+  local out = {}
+  for entry, inst in pairs(owner_of) do
+    local room, cid = split(entry)
+    local gone = leave(p, room, cid, inst, owner_of)
+    if gone then table.insert(out, gone) end
+  end
+  return out
+end
 """
 )
 
@@ -202,16 +213,10 @@ local expired = {}
 for _, entry in ipairs(redis.call('SMEMBERS', p .. ':instance:' .. inst .. ':conns')) do
   local room, cid = split(entry)
   if redis.call('PEXPIRE', p .. ':room:' .. room .. ':conn:' .. cid, ttl) == 0 then
-    expired[entry] = true
+    expired[entry] = inst
   end
 end
-local out = {}
-for entry, _ in pairs(expired) do
-  local room, cid = split(entry)
-  local gone = leave(p, room, cid, inst, expired)
-  if gone then table.insert(out, gone) end
-end
-return {added, out}
+return {added, leave_all(p, expired)}
 """
 )
 
@@ -222,19 +227,13 @@ SWEEP_LUA = (
     + """
 local p, lease = ARGV[1], tonumber(ARGV[2])
 local dead = redis.call('ZRANGEBYSCORE', p .. ':instances', '-inf', now_ms() - lease)
-local departing, owner = {}, {}
+local owner_of = {}
 for _, inst in ipairs(dead) do
   for _, entry in ipairs(redis.call('SMEMBERS', p .. ':instance:' .. inst .. ':conns')) do
-    departing[entry] = true
-    owner[entry] = inst
+    owner_of[entry] = inst
   end
 end
-local out = {}
-for entry, inst in pairs(owner) do
-  local room, cid = split(entry)
-  local gone = leave(p, room, cid, inst, departing)
-  if gone then table.insert(out, gone) end
-end
+local out = leave_all(p, owner_of)
 for _, inst in ipairs(dead) do
   redis.call('DEL', p .. ':instance:' .. inst .. ':conns')
   redis.call('ZREM', p .. ':instances', inst)
@@ -252,17 +251,11 @@ local p, inst = ARGV[1], ARGV[2]
 local keep = {}
 for i = 3, #ARGV do keep[ARGV[i]] = true end
 local conns = p .. ':instance:' .. inst .. ':conns'
-local departing = {}
+local owner_of = {}
 for _, entry in ipairs(redis.call('SMEMBERS', conns)) do
-  if not keep[entry] then departing[entry] = true end
+  if not keep[entry] then owner_of[entry] = inst end
 end
-local out = {}
-for entry, _ in pairs(departing) do
-  local room, cid = split(entry)
-  local gone = leave(p, room, cid, inst, departing)
-  if gone then table.insert(out, gone) end
-  redis.call('SREM', conns, entry)
-end
+local out = leave_all(p, owner_of)
 if #ARGV == 2 then redis.call('ZREM', p .. ':instances', inst) end
 return out
 """

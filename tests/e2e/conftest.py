@@ -81,10 +81,10 @@ def runserver_command(port: int) -> list[str]:
     return [str(PYTHON), "manage.py", "runserver", f"127.0.0.1:{port}", "--noreload"]
 
 
-def migrate(env: dict[str, str]) -> None:
-    """Create the child's database schema."""
+def manage(*args: str, env: dict[str, str]) -> None:
+    """Run ``manage.py *args`` with the child's environment; fail with its output."""
     done = subprocess.run(
-        [str(PYTHON), "manage.py", "migrate", "--noinput"],
+        [str(PYTHON), "manage.py", *args],
         cwd=PROJECT,
         env=env,
         capture_output=True,
@@ -93,7 +93,12 @@ def migrate(env: dict[str, str]) -> None:
         check=False,
     )
     if done.returncode != 0:
-        raise RuntimeError(f"migrate failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
+        raise RuntimeError(f"{args[0]} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
+
+
+def migrate(env: dict[str, str]) -> None:
+    """Create the child's database schema."""
+    manage("migrate", "--noinput", env=env)
 
 
 @dataclass
@@ -453,17 +458,7 @@ def create_superuser(server: Server, username: str, password: str) -> StaffUser:
         DJANGO_SUPERUSER_PASSWORD=password,
         DJANGO_SUPERUSER_EMAIL=f"{username}@example.com",
     )
-    done = subprocess.run(
-        [str(PYTHON), "manage.py", "createsuperuser", "--noinput"],
-        cwd=PROJECT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"createsuperuser failed ({done.returncode}):\n{done.stderr}")
+    manage("createsuperuser", "--noinput", env=env)
     with contextlib.closing(sqlite3.connect(server.sqlite_path, timeout=5)) as conn:
         (pk,) = conn.execute("SELECT id FROM auth_user WHERE username = ?", (username,)).fetchone()
     return StaffUser(username, password, int(pk))
