@@ -24,7 +24,7 @@ from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
 from django.utils import timezone
 
-from presence import metrics, services
+from presence import metrics, moderation, services
 from presence.auth import AuthRefused, Identity, authenticate_token
 from presence.conf import presence_settings
 from presence.handshake import Admission, Refusal, admit, display_name_for
@@ -37,7 +37,6 @@ from presence.protocol import core_pb2 as pb
 from presence.protocol.codec import Encoding, encode
 from presence.protocol.codes import CloseCode, ErrorCode
 from presence.protocol.envelope import error_message, stamp
-from presence.protocol.moderation import ModerationOrder
 from presence.protocol.outbox import Outbox
 from presence.protocol.ratelimit import MessageRateLimiter
 from presence.protocol.room import Player
@@ -326,7 +325,10 @@ class PresenceConsumer(Outbound, AsyncConsumer):
             return
         outcome = self.hub.apply(self.room_id, self.client_id, result.kind, result.message)
         if outcome.moderation is not None:  # the audit record (and a lock) first
-            await self._record_moderation(outcome.moderation)
+            assert self.identity is not None
+            await moderation.record(
+                self.room_id, outcome.moderation, actor_user_id=self.identity.django_user_id
+            )
         await self.hub.publish(self.room_id, outcome.broadcasts, moderation=outcome.moderation)
         if self.conf.LATENCY_TRACKING_ENABLED:
             metrics.observe_processing(time.perf_counter() - started)
@@ -336,21 +338,6 @@ class PresenceConsumer(Outbound, AsyncConsumer):
             if reply.type == pb.ERROR:
                 metrics.count_message_error(reply.error.code)
             self._queue(reply)
-
-    async def _record_moderation(self, order: ModerationOrder) -> None:
-        assert self.hub is not None and self.identity is not None
-        target_user = ""
-        if order.target_client_id:
-            target_user = await self.hub.user_of(self.room_id, order.target_client_id)
-        await database_sync_to_async(services.moderation_record)(
-            room_id=self.room_id,
-            action=str(order.action),
-            actor_user_id=self.identity.django_user_id,
-            actor_client_id=self.client_id,
-            target_client_id=order.target_client_id,
-            target_user_id=target_user,
-            reason=order.reason,
-        )
 
     async def _store_chat(self, text: str) -> None:
         assert self.hub is not None

@@ -95,6 +95,14 @@ def _write(opens: list[dict[str, Any]], closes: list[dict[str, Any]]) -> int:
 get_history = per_event_loop(HistoryWriter)
 
 
+async def flush_at_shutdown() -> None:
+    """Write what is still queued; a failure is logged, never raised (the process is ending)."""
+    try:
+        await get_history().flush()
+    except Exception:
+        logger.exception("could not write the last connection history")
+
+
 async def close_lost_sessions(client_ids: list[str]) -> None:
     """Close the history rows of connections lost with their instance (reason "lost")."""
     try:

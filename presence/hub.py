@@ -210,10 +210,6 @@ class Hub:
     def _next_message_id(self) -> str:
         return f"{self.instance_id}-{next(self._ids)}"
 
-    def room(self, room_id: str) -> LocalRoom | None:
-        """The local room, if any member of this process is in it."""
-        return self.rooms.get(room_id)
-
     # --- membership -------------------------------------------------------
 
     async def join(
@@ -345,8 +341,7 @@ class Hub:
         ``lost``: their instance died, so their history rows are closed as lost.
         """
         for gone in departures:
-            room = self.rooms.get(gone.room_id)
-            state = room.state if room is not None else self._scratch_state(gone.room_id)
+            room, state = self._room_and_state(gone.room_id)
             now_ms = self.now_ms()
             state.players.pop(gone.client_id, None)
             for entity_id in gone.entity_ids:
@@ -356,7 +351,7 @@ class Hub:
             if gone.host_changed:
                 broadcasts.extend(state.hand_over(gone.new_host, now_ms=now_ms))
                 host = state.host_client_id
-            due = self._route(room, broadcasts) if room is not None else broadcasts
+            due = self._route_if_local(room, broadcasts)
             try:
                 await self._publish_remote(gone.room_id, due, host=host)
             except BackendUnavailable:
@@ -364,8 +359,18 @@ class Hub:
         if departures and lost:
             await self.on_lost([d.client_id for d in departures])
 
-    def _scratch_state(self, room_id: str) -> RoomState:
-        return RoomState(room_id, next_id=self._next_message_id, elects_host=False)
+    def _room_and_state(self, room_id: str) -> tuple[LocalRoom | None, RoomState]:
+        """The local room, if any, and a state to build the room's messages with."""
+        room = self.rooms.get(room_id)
+        if room is not None:
+            return room, room.state
+        return None, RoomState(room_id, next_id=self._next_message_id, elects_host=False)
+
+    def _route_if_local(
+        self, room: LocalRoom | None, broadcasts: list[Broadcast]
+    ) -> list[Broadcast]:
+        """Deliver to the local room, if any; what to publish either way."""
+        return self._route(room, broadcasts) if room is not None else broadcasts
 
     async def sync(self) -> None:
         """Write every room's changed players and entities (poses) to the registry."""
@@ -418,10 +423,9 @@ class Hub:
 
     async def moderate(self, room_id: str, order: ModerationOrder) -> None:
         """Announce and enforce an order from staff in the admin, on every instance."""
-        room = self.rooms.get(room_id)
-        state = room.state if room is not None else self._scratch_state(room_id)
+        room, state = self._room_and_state(room_id)
         broadcasts = state.moderate(order, now_ms=self.now_ms()).broadcasts
-        due = self._route(room, broadcasts) if room is not None else broadcasts
+        due = self._route_if_local(room, broadcasts)
         self.enforce(room_id, order)
         await self._publish_remote(room_id, due, moderation=order)
 
@@ -431,15 +435,11 @@ class Hub:
         room = self.rooms.get(room_id)
         if room is None:
             return
-        target = order.target_client_id
+        room.state.obey(order)
         if order.action is Action.KICK:
-            member = room.members.get(target)
+            member = room.members.get(order.target_client_id)
             if member is not None:
                 member.abort(CloseCode.FORBIDDEN, "kicked from the room")
-        elif order.action is Action.MUTE:
-            room.state.muted.add(target)
-        elif order.action is Action.UNMUTE:
-            room.state.muted.discard(target)
 
     @staticmethod
     def _forget_access(room_id: str) -> None:

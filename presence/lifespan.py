@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
-from presence.history import get_history
-
-logger = logging.getLogger(__name__)
+from presence.history import flush_at_shutdown
 
 
 async def lifespan_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -17,9 +14,6 @@ async def lifespan_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if event["type"] == "lifespan.startup":
             await send({"type": "lifespan.startup.complete"})
         elif event["type"] == "lifespan.shutdown":
-            try:
-                await get_history().flush()
-            except Exception:
-                logger.exception("could not write the last history records")
+            await flush_at_shutdown()
             await send({"type": "lifespan.shutdown.complete"})
             return

@@ -10,6 +10,7 @@ enforced on every instance (see :meth:`presence.hub.Hub.moderate`).
 from __future__ import annotations
 
 from asgiref.sync import async_to_sync
+from channels.db import database_sync_to_async
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 
 from presence import services
@@ -23,8 +24,28 @@ async def _view(room_id: str) -> RoomView:
     return await get_hub().registry.view(room_id)
 
 
-async def _announce(room_id: str, order: ModerationOrder) -> None:
+async def _give(room_id: str, order: ModerationOrder, actor_user_id: int | None) -> None:
+    await record(room_id, order, actor_user_id=actor_user_id)
     await get_hub().moderate(room_id, order)
+
+
+async def record(
+    room_id: str, order: ModerationOrder, *, actor_user_id: int | None
+) -> ModerationAction:
+    """The audit row of ``order`` (with the lock or ban it sets), written before it is heard."""
+    target_user_id = ""
+    if order.target_client_id:
+        target_user_id = await get_hub().user_of(room_id, order.target_client_id)
+    return await database_sync_to_async(services.moderation_record)(
+        room_id=room_id,
+        action=str(order.action),
+        actor_user_id=actor_user_id,
+        actor_client_id=order.by_client_id,
+        target_client_id=order.target_client_id,
+        target_user_id=target_user_id,
+        reason=order.reason,
+        ban_seconds=order.ban_seconds if order.action is Action.KICK else 0,
+    )
 
 
 def live_view(room_id: str) -> RoomView:
@@ -40,23 +61,7 @@ def moderate_from_admin(
     target_client_id: str = "",
     reason: str = "",
     ban_seconds: int = 0,
-) -> ModerationAction:
+) -> None:
     """Record an order given by ``user`` in the admin; announce and enforce it."""
-    target_user_id = ""
-    if target_client_id:
-        connections = live_view(room_id).connections
-        target_user_id = next(
-            (c.user_id for c in connections if c.client_id == target_client_id), ""
-        )
-    record = services.moderation_record(
-        room_id=room_id,
-        action=str(action),
-        actor_user_id=user.pk,
-        target_client_id=target_client_id,
-        target_user_id=target_user_id,
-        reason=reason,
-        ban_seconds=ban_seconds if action is Action.KICK else 0,
-    )
     order = ModerationOrder(action, target_client_id, reason, "", ban_seconds)
-    async_to_sync(_announce)(room_id, order)
-    return record
+    async_to_sync(_give)(room_id, order, user.pk)

@@ -122,14 +122,6 @@ class Registry(Protocol):
         """The room's connections, host and entity count."""
 
 
-def departure_from(
-    room_id: str, client_id: str, entity_ids: list[str], host: tuple[bool, Player | None]
-) -> Departure:
-    """A :class:`Departure` from the parts a store returns."""
-    changed, new_host = host
-    return Departure(room_id, client_id, entity_ids, changed, new_host)
-
-
 @dataclass(slots=True)
 class _Room:
     players: dict[str, Player] = field(default_factory=dict)  # join order
@@ -167,15 +159,14 @@ class InProcessRegistry:
         if room is None or room.players.pop(client_id, None) is None:
             return None
         room.arrivals.pop(client_id, None)
-        entity_ids = list(room.entities.pop(client_id, {}))
-        host: tuple[bool, Player | None] = (False, None)
+        gone = Departure(room_id, client_id, list(room.entities.pop(client_id, {})))
         if room.host_client_id == client_id:
             successor = next(iter(room.players.values()), None)
             room.host_client_id = successor.client_id if successor else ""
-            host = (True, successor)
+            gone = Departure(room_id, client_id, gone.entity_ids, True, successor)
         if not room.players:
             del self.rooms[room_id]
-        return departure_from(room_id, client_id, entity_ids, host)
+        return gone
 
     async def write(self, changes: dict[str, RoomChanges]) -> None:
         """Keep the newest snapshots of changed players and entities."""

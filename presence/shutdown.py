@@ -17,6 +17,7 @@ import signal
 import threading
 from types import FrameType
 
+from presence.history import flush_at_shutdown
 from presence.hub import Hub
 from presence.protocol.codes import CloseCode
 from presence.registry import RegistryUnavailable
@@ -43,12 +44,7 @@ async def drain(hub: Hub, *, timeout: float = DRAIN_SECONDS) -> None:
     except TimeoutError:
         logger.warning("%d connections still open after %.0f s", len(hub.local_members()), timeout)
     await _retire(hub)  # whatever joined while the first retire ran
-    try:
-        from presence.history import get_history
-
-        await get_history().flush()
-    except Exception:
-        logger.exception("could not write the last connection history")
+    await flush_at_shutdown()
 
 
 async def _retire(hub: Hub) -> None:

@@ -407,12 +407,16 @@ class RoomState:
 
     def moderate(self, order: ModerationOrder, *, now_ms: int) -> Outcome:
         """Apply ``order`` to this room's state and announce it to the room."""
+        self.obey(order)
+        broadcast = self._reliable(order.message(), now_ms, sender_id=order.by_client_id)
+        return Outcome(broadcasts=[broadcast], moderation=order)
+
+    def obey(self, order: ModerationOrder) -> None:
+        """Apply the part of ``order`` the room's state holds (who is muted); idempotent."""
         if order.action is Action.MUTE:
             self.muted.add(order.target_client_id)
         elif order.action is Action.UNMUTE:
             self.muted.discard(order.target_client_id)
-        broadcast = self._reliable(order.message(), now_ms, sender_id=order.by_client_id)
-        return Outcome(broadcasts=[broadcast], moderation=order)
 
     _on_kick_player = _on_mute_player = _on_lock_room = _on_moderation
 
