@@ -258,7 +258,7 @@ class PresenceConsumer(Outbound, AsyncConsumer):
         error = error_message(
             refused.code, refused.text, now_ms=0, retry_after_ms=refused.retry_after_ms
         )
-        await self._send_frame(encode(error, self.encoding))
+        await self._send_frame(encode(error, self.encoding), pb.ERROR)
         await self.base_send({"type": "websocket.close", "code": int(refused.close_code)})
         self._close_code = refused.close_code
         # Stay until the server reports the disconnect: returning now can cut
@@ -367,7 +367,8 @@ class PresenceConsumer(Outbound, AsyncConsumer):
             else:
                 if not self._accepted:
                     await self._accept(None)
-                await self._send_frame(encode(error_message(code, text, now_ms=0), self.encoding))
+                error = error_message(code, text, now_ms=0)
+                await self._send_frame(encode(error, self.encoding), pb.ERROR)
                 await self.base_send({"type": "websocket.close", "code": int(close_code)})
                 self._close_code = close_code
         except Exception:

@@ -3,9 +3,9 @@
 Pure: no Django, asyncio or Prometheus. A :class:`Reservoir` keeps the latest
 ``size`` samples of one kind (a sliding window: the report describes recent
 traffic, not the process's whole life) at O(1) per sample; percentiles are
-computed only when a report asks. :func:`envelope_head` reads an encoded
-server message's ``timestamp`` and ``type`` from its first bytes, so the
-outbound path learns both without decoding the message.
+computed only when a report asks. The stamps come from
+:attr:`~presence.protocol.codec.EncodedMessage.head` (re-exported here as
+:func:`envelope_head`), read once per encoded message without decoding it.
 """
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-LATENCY_KINDS = ("processing", "delivery", "rtt")
+from presence.protocol.codec import envelope_head
 
-_MESSAGE_ID_TAG = 0x0A  # Message.message_id: field 1, length-delimited
-_TIMESTAMP_TAG = 0x10  # Message.timestamp: field 2, varint
-_TYPE_TAG = 0x18  # Message.type: field 3, varint
+__all__ = ["LATENCY_KINDS", "LatencySamples", "Reservoir", "Summary", "envelope_head"]
+
+LATENCY_KINDS = ("processing", "delivery", "rtt")
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,44 +105,3 @@ class LatencySamples:
             raise KeyError(kind)
         reservoir: Reservoir = getattr(self, kind)
         return reservoir
-
-
-def _varint(data: bytes, at: int) -> tuple[int, int]:
-    value = shift = 0
-    while True:
-        byte = data[at]
-        at += 1
-        value |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            return value, at
-        shift += 7
-        if shift > 63:
-            raise ValueError("varint longer than 64 bits")
-
-
-def envelope_head(proto: bytes) -> tuple[int, int]:
-    """``(timestamp, type)`` of an encoded server ``Message``; 0 for what is unset.
-
-    Protobuf writes known fields in field-number order, so ``message_id`` (1),
-    ``timestamp`` (2) and ``type`` (3) lead every message the server stamps;
-    the walk reads at most those three fields (O(1) whatever the payload) and
-    stops at the first other one. Malformed input yields what was read so far.
-    """
-    timestamp = message_type = 0
-    at, end = 0, len(proto)
-    try:
-        while at < end:
-            tag = proto[at]
-            if tag == _TIMESTAMP_TAG:
-                timestamp, at = _varint(proto, at + 1)
-            elif tag == _TYPE_TAG:
-                message_type, _ = _varint(proto, at + 1)
-                break  # nothing the caller needs comes later
-            elif tag == _MESSAGE_ID_TAG and at == 0:
-                length, at = _varint(proto, at + 1)
-                at += length
-            else:
-                break
-    except (IndexError, ValueError):
-        pass
-    return timestamp, message_type

@@ -24,9 +24,10 @@ from django.dispatch import receiver
 from prometheus_client import Counter, Gauge, Histogram
 
 from presence.conf import presence_settings
-from presence.latency import LatencySamples, envelope_head
+from presence.latency import LatencySamples
 from presence.protocol import core_pb2 as pb
 from presence.protocol.batch import TickBatch
+from presence.protocol.codec import EncodedMessage
 from presence.protocol.codes import CloseCode, ErrorCode
 from presence.protocol.session import Accepted, Rejected
 
@@ -338,46 +339,28 @@ def observe_rtt(seconds: float) -> None:
     latency_samples().rtt.add(seconds)
 
 
-def sent_type(proto: bytes, *, track: bool) -> int:
+def sent_type(encoded: EncodedMessage, *, track: bool) -> int:
     """The ``MessageType`` of an encoded message about to be sent; ``track``: sample its latency.
 
-    Both come from the message's first bytes (:func:`~presence.latency.envelope_head`).
+    Both come from :attr:`EncodedMessage.head`, read once per message however
+    many recipients it has.
     """
-    stamped_ms, message_type = envelope_head(proto)
+    stamped_ms, message_type = encoded.head
     if track and stamped_ms:
         observe_delivery(stamped_ms)
     return message_type
-
-
-class _BatchStamps:
-    """The senders and stamps of the oldest and newest entry of the last batch seen.
-
-    A room's tick batch goes to each of its members in turn: its stamps are
-    read once, not once per recipient.
-    """
-
-    batch: TickBatch | None = None
-    ends: tuple[tuple[str, int], tuple[str, int]] = (("", 0), ("", 0))
 
 
 def observe_batch(batch: TickBatch, recipient_id: str) -> None:
     """One delivery sample for a Batch frame: its oldest message not from ``recipient_id``.
 
     O(1) per frame: the oldest entry, else the newest (a recipient's own
-    entries are not in its frame).
+    entries are not in its frame); each entry's stamp is read once.
     """
-    if _BatchStamps.batch is not batch:
-        entries = batch.entries_by_age()
-        if not entries:
-            return
-        oldest, newest = entries[0], entries[-1]
-        _BatchStamps.ends = (
-            (oldest.sender_id, envelope_head(oldest.encoded.proto)[0]),
-            (newest.sender_id, envelope_head(newest.encoded.proto)[0]),
-        )
-        _BatchStamps.batch = batch
-    for sender_id, stamped_ms in _BatchStamps.ends:
-        if sender_id != recipient_id:
+    entries = batch.entries_by_age()
+    for entry in (entries[0], entries[-1]) if entries else ():
+        if entry.sender_id != recipient_id:
+            stamped_ms = entry.encoded.head[0]
             if stamped_ms:
                 observe_delivery(stamped_ms)
             return

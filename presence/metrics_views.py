@@ -26,11 +26,14 @@ from prometheus_client.registry import Collector
 from presence import metrics
 from presence.conf import presence_settings
 from presence.latency import LATENCY_KINDS, Summary
-from presence.ratelimits import client_ip, trusted_networks
+from presence.protocol.codes import CloseCode
+from presence.ratelimits import client_ip, in_networks, trusted_networks
 
 View = Callable[..., HttpResponse]
 # Close codes that end a connection the ordinary way; any other is an error.
-NORMAL_CLOSES = frozenset({"1000", "1001", "1005", "4000"})
+NORMAL_CLOSES = frozenset(
+    str(int(code)) for code in (CloseCode.NORMAL, 1001, 1005, CloseCode.GOING_AWAY)
+)
 
 
 def metrics_client_allowed(request: HttpRequest) -> bool:
@@ -48,7 +51,7 @@ def metrics_client_allowed(request: HttpRequest) -> bool:
     except ValueError:  # no address, or a unix socket: not in any network
         return False
     networks = trusted_networks(frozenset(conf.METRICS_ALLOWED_NETWORKS))
-    return any(address.version == net.version and address in net for net in networks)
+    return in_networks(address, networks)
 
 
 def metrics_access(view: View) -> View:

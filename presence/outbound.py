@@ -138,7 +138,7 @@ class Outbound:
                 if isinstance(item, TickBatch):
                     await self._send_batch(item)
                 else:
-                    kind = metrics.sent_type(item.proto, track=self.conf.LATENCY_TRACKING_ENABLED)
+                    kind = metrics.sent_type(item, track=self.conf.LATENCY_TRACKING_ENABLED)
                     await self._send_frame(item.frame(self.encoding, seq), kind)
             if self._close_code is not None:
                 await self.base_send({"type": "websocket.close", "code": int(self._close_code)})
@@ -158,20 +158,20 @@ class Outbound:
             return
         track = self.conf.LATENCY_TRACKING_ENABLED
         for encoded in batch.for_recipient(self.client_id):
-            kind = metrics.sent_type(encoded.proto, track=track)
+            kind = metrics.sent_type(encoded, track=track)
             await self._send_frame(encoded.frame(self.encoding), kind)
 
-    async def _send_frame(self, frame: bytes | str, kind: int = pb.ERROR) -> None:
-        """Send one frame of MessageType ``kind`` (callers outside the outbox send errors)."""
-        self.messages_out += 1
-        counted = self.bytes_out
+    async def _send_frame(self, frame: bytes | str, kind: int) -> None:
+        """Send one frame of MessageType ``kind``."""
         if isinstance(frame, bytes):
-            self.bytes_out += len(frame)
+            size = len(frame)
             event = {"type": "websocket.send", "bytes": frame}
         else:
-            self.bytes_out += len(frame.encode("utf-8"))
+            size = len(frame.encode("utf-8"))
             event = {"type": "websocket.send", "text": frame}
-        metrics.count_sent(kind, self.bytes_out - counted)
+        self.messages_out += 1
+        self.bytes_out += size
+        metrics.count_sent(kind, size)
         try:
             await self.base_send(event)
         except Exception as exc:  # servers raise their own errors for a closed socket

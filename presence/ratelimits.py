@@ -213,7 +213,8 @@ def _parse_ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None
         return None
 
 
-def _is_trusted(ip: ipaddress.IPv4Address | ipaddress.IPv6Address, trusted: Iterable[Any]) -> bool:
+def in_networks(ip: ipaddress.IPv4Address | ipaddress.IPv6Address, trusted: Iterable[Any]) -> bool:
+    """Whether ``ip`` lies in one of the networks ``trusted`` (as :func:`trusted_networks`)."""
     return any(ip.version == net.version and ip in net for net in trusted)
 
 
@@ -235,7 +236,7 @@ def client_ip(scope: Mapping[str, Any], trusted_proxies: frozenset[str]) -> str:
     if not trusted_proxies:
         return str(peer)
     trusted = trusted_networks(trusted_proxies)
-    if not _is_trusted(peer, trusted):
+    if not in_networks(peer, trusted):
         return str(peer)
     forwarded = b",".join(
         value for name, value in scope.get("headers") or () if name == b"x-forwarded-for"
@@ -246,7 +247,7 @@ def client_ip(scope: Mapping[str, Any], trusted_proxies: frozenset[str]) -> str:
         ip = _parse_ip(entry)
         if ip is None:
             break
-        if not _is_trusted(ip, trusted):
+        if not in_networks(ip, trusted):
             return str(ip)
         hop = ip
     return str(hop)

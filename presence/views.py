@@ -13,12 +13,11 @@ from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 
+from presence import metrics
 from presence.hub import get_hub
 from presence.protocol import SERVER_VERSION
 
 READY_TIMEOUT_SECONDS = 1.0  # PROTOCOL.md section 1: a round trip within a second
-
-_STARTED = time.time()
 
 
 def health(request: HttpRequest) -> JsonResponse:
@@ -28,7 +27,7 @@ def health(request: HttpRequest) -> JsonResponse:
             "status": "healthy",
             "service": "graphwiz-presence",
             "version": SERVER_VERSION,
-            "uptime_seconds": round(time.time() - _STARTED, 3),
+            "uptime_seconds": round(time.time() - metrics.STARTED, 3),
         }
     )
 

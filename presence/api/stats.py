@@ -69,13 +69,8 @@ class ConnectionStats(TypedDict):
     connected_at: str | None
 
 
-class RoomStats(TypedDict):
-    room_id: str
-    connection_count: int
+class RoomStats(RoomSummary):
     connections: list[ConnectionStats]
-    host_client_id: str
-    message_count: int
-    entity_count: int
     timestamp: str
 
 
@@ -128,16 +123,7 @@ async def stats_cluster() -> ClusterStats:
     return {
         "total_connections": sum(per_instance.values()),
         "active_rooms": len(views),
-        "rooms": [
-            {
-                "room_id": v.room_id,
-                "connection_count": len(v.connections),
-                "message_count": v.message_count,
-                "entity_count": v.entity_count,
-                "host_client_id": v.host_client_id,
-            }
-            for v in views
-        ],
+        "rooms": [_summary(v) for v in views],
         "instances": [
             {"instance_id": i, "connection_count": n} for i, n in sorted(per_instance.items())
         ],
@@ -150,13 +136,19 @@ async def stats_room(*, room_id: str) -> RoomStats:
     hub = get_hub()
     view = await hub.registry.view(room_id)
     return {
+        **_summary(view),
+        "connections": [_connection(c) for c in view.connections],
+        "timestamp": iso_utc(hub.now_ms()),
+    }
+
+
+def _summary(view: RoomView) -> RoomSummary:
+    return {
         "room_id": view.room_id,
         "connection_count": len(view.connections),
-        "connections": [_connection(c) for c in view.connections],
-        "host_client_id": view.host_client_id,
         "message_count": view.message_count,
         "entity_count": view.entity_count,
-        "timestamp": iso_utc(hub.now_ms()),
+        "host_client_id": view.host_client_id,
     }
 
 

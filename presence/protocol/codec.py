@@ -98,17 +98,71 @@ def varint(value: int) -> bytes:
             return bytes(out)
 
 
+_MESSAGE_ID_TAG = 0x0A  # Message.message_id: field 1, length-delimited
+_TIMESTAMP_TAG = 0x10  # Message.timestamp: field 2, varint
+_TYPE_TAG = 0x18  # Message.type: field 3, varint
+
+
+def _read_varint(data: bytes, at: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        byte = data[at]
+        at += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, at
+        shift += 7
+        if shift > 63:
+            raise ValueError("varint longer than 64 bits")
+
+
+def envelope_head(proto: bytes) -> tuple[int, int]:
+    """``(timestamp, type)`` of an encoded server ``Message``; 0 for what is unset.
+
+    Protobuf writes known fields in field-number order, so ``message_id`` (1),
+    ``timestamp`` (2) and ``type`` (3) lead every message the server stamps;
+    the walk reads at most those three fields (O(1) whatever the payload) and
+    stops at the first other one. Malformed input yields what was read so far.
+    """
+    timestamp = message_type = 0
+    at, end = 0, len(proto)
+    try:
+        while at < end:
+            tag = proto[at]
+            if tag == _TIMESTAMP_TAG:
+                timestamp, at = _read_varint(proto, at + 1)
+            elif tag == _TYPE_TAG:
+                message_type, _ = _read_varint(proto, at + 1)
+                break  # nothing the caller needs comes later
+            elif tag == _MESSAGE_ID_TAG and at == 0:
+                length, at = _read_varint(proto, at + 1)
+                at += length
+            else:
+                break
+    except (IndexError, ValueError):
+        pass
+    return timestamp, message_type
+
+
 class EncodedMessage:
     """One server message encoded once, framed per recipient.
 
     ``proto`` is encoded eagerly; JSON only when a JSON recipient asks for it.
     """
 
-    __slots__ = ("_json", "proto")
+    __slots__ = ("_head", "_json", "proto")
 
     def __init__(self, proto: bytes, json_text: str | None = None) -> None:
         self.proto = proto
         self._json = json_text
+        self._head: tuple[int, int] | None = None
+
+    @property
+    def head(self) -> tuple[int, int]:
+        """``(timestamp, type)`` of the message, read from its first bytes once."""
+        if self._head is None:
+            self._head = envelope_head(self.proto)
+        return self._head
 
     @classmethod
     def of(cls, message: pb.Message) -> EncodedMessage:
