@@ -37,7 +37,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         items[:] = kept
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A local TCP port nothing listens on (bound, then released)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
@@ -59,7 +60,7 @@ class RedisServer:
             raise RuntimeError(
                 "no Redis answers on 127.0.0.1:6379 and redis-server is not installed"
             )
-        self.port = _free_port()
+        self.port = free_port()
         self.dir = tempfile.mkdtemp(prefix="graphwiz-redis-")
         self.process = subprocess.Popen(
             [
@@ -121,6 +122,22 @@ def redis_url(redis_base_url: str) -> Iterator[str]:
 def redis_prefix() -> str:
     """A key prefix unique to one test."""
     return f"gwtest-{uuid.uuid4().hex[:8]}"
+
+
+def closed_redis_url() -> str:
+    """A Redis URL nothing answers on: the real client's real connection error."""
+    return f"redis://127.0.0.1:{free_port()}"
+
+
+@pytest.fixture
+def redis_keys(redis_url: str, redis_prefix: str) -> Iterator[redis.Redis]:
+    """A plain client to look at the test's keys; deletes them afterwards."""
+    client = redis.Redis.from_url(redis_url)
+    yield client
+    keys = list(client.scan_iter(match=f"{redis_prefix}:*"))
+    if keys:
+        client.delete(*keys)
+    client.close()
 
 
 def layer_config(kind: str, redis_url: str, prefix: str) -> dict[str, object]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -27,7 +26,7 @@ from google.protobuf import json_format
 
 from bench.servers import service_command
 from presence.protocol import pb
-from tests.conftest import REDIS_START_SECONDS, RedisServer, _answers
+from tests.conftest import REDIS_START_SECONDS, RedisServer, _answers, free_port
 from tests.e2e.clients import AdminSession, ClientPool, http_get
 
 PROJECT = Path(__file__).resolve().parents[2]
@@ -39,13 +38,6 @@ POLL_SECONDS = 0.05
 LOG_TAIL_LINES = 60
 # The parent's environment must not pick the child's database or channel layer.
 SCRUBBED_ENV = ("REDIS_URL", "REDIS_CHANNEL_PREFIX", "DATABASE_URL", "SQLITE_PATH", "ALLOWED_HOSTS")
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def server_env(tmp: Path, *, redis_url: str = "", redis_prefix: str = "") -> dict[str, str]:

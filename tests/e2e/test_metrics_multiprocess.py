@@ -7,6 +7,7 @@ the sum of both; a process that stops takes its live gauges out of the sum.
 
 from __future__ import annotations
 
+import signal
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -123,6 +124,7 @@ async def test_a_stopped_process_leaves_the_live_gauges_and_keeps_its_counts(
     shared.a.stop()  # SIGTERM: dave gets 4000, the process exits
 
     assert shared.a.process.returncode is not None
+    assert shared.a.process.returncode in (0, -signal.SIGTERM), shared.a.log_tail()
     assert not list(shared.directory.glob(f"gauge_livesum_{pid}.db"))  # mark_process_dead
     metrics = scrape(shared.b)
     assert metrics.value("presence_connections_active") == 1  # erin, on B

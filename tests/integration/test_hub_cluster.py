@@ -8,7 +8,6 @@ drains, or loses Redis.
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import AsyncIterator, Callable
 
 import pytest
@@ -24,6 +23,7 @@ from presence.protocol.codes import CloseCode
 from presence.protocol.room import Player
 from presence.redis_registry import RedisRegistry
 from presence.shutdown import drain
+from tests.conftest import closed_redis_url
 from tests.wsclient import pose
 
 DELIVERY_TIMEOUT = 5.0
@@ -241,19 +241,13 @@ async def test_a_draining_instance_closes_with_4000_and_leaves_the_registry(
     assert not hub_a.rooms
 
 
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 async def test_when_redis_fails_every_local_member_is_closed_with_4012(
     cluster: tuple[Hub, Hub], redis_prefix: str
 ) -> None:
     hub_a, _ = cluster
     alice, _ = await join(hub_a, "hall", "alice")
     hub_a.registry = RedisRegistry(
-        f"redis://127.0.0.1:{_closed_port()}", prefix=redis_prefix, lease_seconds=LEASE_SECONDS
+        closed_redis_url(), prefix=redis_prefix, lease_seconds=LEASE_SECONDS
     )
     with pytest.raises(BackendUnavailable):
         await join(hub_a, "lobby", "bob")

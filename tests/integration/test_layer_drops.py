@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import socket
-
 import pytest
 from channels_redis.core import RedisChannelLayer
 from prometheus_client import REGISTRY
@@ -12,6 +10,7 @@ from presence import metrics
 from presence.hub import BackendUnavailable, Hub
 from presence.protocol import pb
 from presence.protocol.room import Broadcast
+from tests.conftest import closed_redis_url
 
 
 def _sample(name: str, **labels: str) -> float:
@@ -39,10 +38,7 @@ async def test_the_core_layers_over_capacity_drops_are_counted(
 
 
 async def test_a_failed_group_send_is_counted(redis_prefix: str) -> None:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    layer = RedisChannelLayer(hosts=[{"address": f"redis://127.0.0.1:{port}"}], prefix="x")
+    layer = RedisChannelLayer(hosts=[{"address": closed_redis_url()}], prefix="x")
     hub = Hub(layer, instance_id="lonely")
     before = _sample("presence_channel_layer_failures_total", operation="group_send")
     chat = Broadcast(pb.Message(chat_message=pb.ChatMessage(message="hi")), True)

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 import redis
@@ -18,6 +17,7 @@ from presence.ratelimits import (
     build_attempt_limiter,
     client_ip,
 )
+from tests.conftest import closed_redis_url
 from tests.fakes import FakeClock
 
 DEADLINE_SECONDS = 3.0  # generous: the machine may be busy; the waits end on a condition
@@ -25,19 +25,8 @@ POLL_SECONDS = 0.01
 
 
 @pytest.fixture
-def redis_sync(redis_url: str, redis_prefix: str) -> Iterator[redis.Redis]:
-    """A plain client to look at the keys; deletes the test's keys afterwards."""
-    client = redis.Redis.from_url(redis_url)
-    yield client
-    keys = list(client.scan_iter(match=f"{redis_prefix}:*"))
-    if keys:
-        client.delete(*keys)
-    client.close()
-
-
-@pytest.fixture
 async def make_limiter(
-    redis_url: str, redis_prefix: str, redis_sync: redis.Redis
+    redis_url: str, redis_prefix: str, redis_keys: redis.Redis
 ) -> AsyncIterator[Callable[..., RedisAttemptLimiter]]:
     """Build limiters on the test's Redis and prefix; close them afterwards."""
     made: list[RedisAttemptLimiter] = []
@@ -98,11 +87,11 @@ async def test_refusal_says_when_the_oldest_attempt_leaves(make_limiter) -> None
     assert await limiter.hit("198.51.100.1") == Decision(False, 10.0)
 
 
-async def test_refused_attempts_are_not_logged(make_limiter, redis_sync: redis.Redis) -> None:
+async def test_refused_attempts_are_not_logged(make_limiter, redis_keys: redis.Redis) -> None:
     limiter = make_limiter(2, 60.0, clock=FakeClock())
     for _ in range(10):
         await limiter.hit("198.51.100.1")
-    assert redis_sync.zcard(limiter.key("198.51.100.1")) == 2
+    assert redis_keys.zcard(limiter.key("198.51.100.1")) == 2
 
 
 async def test_window_slides_in_real_time(make_limiter) -> None:
@@ -117,20 +106,20 @@ async def test_window_slides_in_real_time(make_limiter) -> None:
 
 
 async def test_keys_expire_a_window_after_the_last_attempt(
-    make_limiter, redis_sync: redis.Redis
+    make_limiter, redis_keys: redis.Redis
 ) -> None:
     limiter = make_limiter(3, 0.2)
     await limiter.hit("198.51.100.1")
     key = limiter.key("198.51.100.1")
-    assert 0 < redis_sync.pttl(key) <= 200
+    assert 0 < redis_keys.pttl(key) <= 200
     deadline = time.monotonic() + DEADLINE_SECONDS
-    while redis_sync.exists(key):
+    while redis_keys.exists(key):
         assert time.monotonic() < deadline, "the key never expired"
         await asyncio.sleep(POLL_SECONDS)
 
 
 def test_one_limiter_serves_successive_event_loops(
-    redis_url: str, redis_prefix: str, redis_sync: redis.Redis
+    redis_url: str, redis_prefix: str, redis_keys: redis.Redis
 ) -> None:
     limiter = RedisAttemptLimiter(redis_url, redis_prefix, 1, 60.0, clock=FakeClock())
 
@@ -145,12 +134,7 @@ def test_one_limiter_serves_successive_event_loops(
 
 
 async def test_unreachable_redis_raises_backend_error(redis_prefix: str) -> None:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]  # nothing listens once the socket closes
-    limiter = RedisAttemptLimiter(
-        f"redis://127.0.0.1:{port}", redis_prefix, 3, 60.0, socket_timeout=0.5
-    )
+    limiter = RedisAttemptLimiter(closed_redis_url(), redis_prefix, 3, 60.0, socket_timeout=0.5)
     with pytest.raises(RateLimitBackendError):
         await limiter.hit("198.51.100.1")
     assert limiter.errors == 1
@@ -161,7 +145,7 @@ async def test_unreachable_redis_raises_backend_error(redis_prefix: str) -> None
 
 
 async def test_build_uses_redis_only_when_a_url_is_given(
-    redis_url: str, redis_prefix: str, redis_sync: redis.Redis
+    redis_url: str, redis_prefix: str, redis_keys: redis.Redis
 ) -> None:
     remote = build_attempt_limiter(redis_url=redis_url, prefix=redis_prefix, limit=1, window=60.0)
     local = build_attempt_limiter(redis_url="", prefix=redis_prefix, limit=1, window=60.0)

@@ -3,20 +3,13 @@
 from __future__ import annotations
 
 import json
-import socket
 
 import pytest
 from django.test import AsyncClient
 
-from tests.conftest import layer_config
+from tests.conftest import closed_redis_url, layer_config
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def _closed_port_url() -> str:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return f"redis://127.0.0.1:{sock.getsockname()[1]}"
 
 
 async def _ready() -> tuple[int, dict[str, object]]:
@@ -34,7 +27,7 @@ async def test_ready_answers_200_when_every_part_answers(channel_layer_kind: str
 async def test_ready_answers_503_naming_redis_when_it_is_unreachable(
     layer: str, settings, redis_prefix: str
 ) -> None:
-    url = _closed_port_url()
+    url = closed_redis_url()
     settings.CHANNEL_LAYERS = layer_config(
         "redis" if layer == "pubsub" else "core", url, redis_prefix
     )

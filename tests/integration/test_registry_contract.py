@@ -8,9 +8,8 @@ the sweep of dead instances, the key layout and an unreachable server.
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 import redis
@@ -26,6 +25,7 @@ from presence.registry import (
     RegistryUnavailable,
     RoomSnapshot,
 )
+from tests.conftest import closed_redis_url
 
 ROOM = "room-1"
 OTHER_ROOM = "room-2"
@@ -95,25 +95,7 @@ def final_host(departures: list[Departure]) -> str:
     return host
 
 
-def free_port() -> int:
-    """A local port nothing listens on (bound, then released)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 # --- fixtures --------------------------------------------------------------
-
-
-@pytest.fixture
-def redis_keys(redis_url: str, redis_prefix: str) -> Iterator[redis.Redis]:
-    """A plain client to look at the test's keys; deletes them afterwards."""
-    client = redis.Redis.from_url(redis_url)
-    yield client
-    keys = list(client.scan_iter(match=f"{redis_prefix}:*"))
-    if keys:
-        client.delete(*keys)
-    client.close()
 
 
 @pytest.fixture
@@ -449,9 +431,11 @@ async def test_in_process_registry_sweeps_nothing() -> None:
 async def test_in_process_registry_heartbeat_reports_nothing_new() -> None:
     """The in-process heartbeat never reports a newly registered instance or an expiry."""
     registry = InProcessRegistry()
+    await join(registry, "alice", instance=EAST)
 
     assert (await registry.heartbeat(EAST)).was_unknown is False
     assert (await registry.heartbeat(EAST)).was_unknown is False
+    assert (await registry.heartbeat(EAST)).expired == []
 
 
 # --- Redis only: heartbeat, lease and sweep --------------------------------
@@ -687,9 +671,7 @@ OPERATIONS: dict[str, Callable[[RedisRegistry], Awaitable[object]]] = {
 @pytest.mark.parametrize("operation", OPERATIONS)
 async def test_unreachable_redis_raises_registry_unavailable(operation: str) -> None:
     """Every call on a Redis nobody answers raises RegistryUnavailable."""
-    registry = RedisRegistry(
-        f"redis://127.0.0.1:{free_port()}/0", prefix="unreachable", lease_seconds=1.0
-    )
+    registry = RedisRegistry(closed_redis_url(), prefix="unreachable", lease_seconds=1.0)
     try:
         with pytest.raises(RegistryUnavailable):
             await OPERATIONS[operation](registry)

@@ -8,7 +8,6 @@ view reads the hub those connections joined, as it would in the server.
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -22,7 +21,7 @@ from presence.protocol import pb
 from presence.protocol.room import Player
 from presence.redis_registry import RedisRegistry
 from presence.registry import Arrival
-from tests.conftest import layer_config
+from tests.conftest import closed_redis_url, layer_config
 from tests.wsclient import ProtocolClient
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -104,8 +103,9 @@ async def stats_until(
     while True:
         status, body = await get(path, client)
         assert status == 200, body
-        if wanted(body) or time.monotonic() > deadline:
+        if wanted(body):
             return body
+        assert time.monotonic() < deadline, f"no wanted stats within {DEADLINE_SECONDS} s: {body}"
         await asyncio.sleep(POLL_SECONDS)
 
 
@@ -303,17 +303,11 @@ async def test_cluster_stats_include_connections_of_other_instances(
     await alice.close()
 
 
-def _closed_port_url() -> str:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return f"redis://127.0.0.1:{sock.getsockname()[1]}"
-
-
 @pytest.mark.parametrize("path", [CLUSTER, room_path("hall")])
 async def test_stats_answer_503_when_redis_is_unreachable(
     path: str, settings: Any, redis_prefix: str, staff_client: AsyncClient
 ) -> None:
-    url = _closed_port_url()
+    url = closed_redis_url()
     settings.CHANNEL_LAYERS = layer_config("redis", url, redis_prefix)
     settings.PRESENCE = {
         **settings.PRESENCE,

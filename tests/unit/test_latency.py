@@ -131,10 +131,21 @@ def test_envelope_head_of_a_long_message_id_skips_it() -> None:
 
 
 @pytest.mark.parametrize(
-    "data",
-    [b"", b"\x10", b"\x10\xff\xff", b"\x0a\x05ab", b"\xff" * 20, b"\x10" + b"\xff" * 12 + b"\x01"],
+    ("data", "expected"),
+    [
+        (b"", (0, 0)),
+        (b"\x10", (0, 0)),  # a timestamp tag without its varint
+        (b"\x10\xff\xff", (0, 0)),  # a varint cut short
+        (b"\x0a\x05ab", (0, 0)),  # a message_id longer than the data
+        (b"\xff" * 20, (0, 0)),  # an unknown first field: stop
+        (b"\x10" + b"\xff" * 12 + b"\x01", (0, 0)),  # a varint over 64 bits
+        (b"\x10\x05\x18", (5, 0)),  # the timestamp read before the type was cut
+    ],
 )
-def test_envelope_head_of_garbage_is_zero_or_partial_never_an_error(data: bytes) -> None:
+def test_envelope_head_of_garbage_is_zero_or_partial_never_an_error(
+    data: bytes, expected: tuple[int, int]
+) -> None:
     timestamp, message_type = envelope_head(data)
 
     assert timestamp >= 0 and message_type >= 0
+    assert (timestamp, message_type) == expected
