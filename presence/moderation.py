@@ -24,19 +24,18 @@ async def _view(room_id: str) -> RoomView:
     return await get_hub().registry.view(room_id)
 
 
-async def _give(room_id: str, order: ModerationOrder, actor_user_id: int | None) -> None:
-    await record(room_id, order, actor_user_id=actor_user_id)
+async def _user_of(room_id: str, client_id: str) -> str:
+    return await get_hub().user_of(room_id, client_id) if client_id else ""
+
+
+async def _announce(room_id: str, order: ModerationOrder) -> None:
     await get_hub().moderate(room_id, order)
 
 
-async def record(
-    room_id: str, order: ModerationOrder, *, actor_user_id: int | None
+def _record(
+    room_id: str, order: ModerationOrder, *, actor_user_id: int | None, target_user_id: str
 ) -> ModerationAction:
-    """The audit row of ``order`` (with the lock or ban it sets), written before it is heard."""
-    target_user_id = ""
-    if order.target_client_id:
-        target_user_id = await get_hub().user_of(room_id, order.target_client_id)
-    return await database_sync_to_async(services.moderation_record)(
+    return services.moderation_record(
         room_id=room_id,
         action=str(order.action),
         actor_user_id=actor_user_id,
@@ -45,6 +44,16 @@ async def record(
         target_user_id=target_user_id,
         reason=order.reason,
         ban_seconds=order.ban_seconds if order.action is Action.KICK else 0,
+    )
+
+
+async def record(
+    room_id: str, order: ModerationOrder, *, actor_user_id: int | None
+) -> ModerationAction:
+    """The audit row of a client's ``order`` (with the lock it sets), before it is heard."""
+    target_user_id = await _user_of(room_id, order.target_client_id)
+    return await database_sync_to_async(_record)(
+        room_id, order, actor_user_id=actor_user_id, target_user_id=target_user_id
     )
 
 
@@ -64,4 +73,8 @@ def moderate_from_admin(
 ) -> None:
     """Record an order given by ``user`` in the admin; announce and enforce it."""
     order = ModerationOrder(action, target_client_id, reason, "", ban_seconds)
-    async_to_sync(_give)(room_id, order, user.pk)
+    # The admin's own thread writes the row (its request's connection), then
+    # the order goes to the hub on the server's loop.
+    target_user_id = async_to_sync(_user_of)(room_id, target_client_id)
+    _record(room_id, order, actor_user_id=user.pk, target_user_id=target_user_id)
+    async_to_sync(_announce)(room_id, order)
