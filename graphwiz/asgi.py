@@ -11,8 +11,8 @@ django_http = get_asgi_application()  # must load before anything imports models
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 
-from presence.lifespan import lifespan_app  # noqa: E402
-from presence.routing import websocket_urlpatterns  # noqa: E402
+from presence.transport.lifespan import lifespan_app  # noqa: E402
+from presence.transport.routing import websocket_urlpatterns  # noqa: E402
 
 # Everything loaded so far lives as long as the process: keep it out of the
 # cyclic collector's full passes, which otherwise stall every connection.

@@ -18,9 +18,9 @@ from django.urls import URLPattern, path, reverse
 from django.views.decorators.http import require_POST
 
 from presence import moderation
+from presence.cluster.registry import RegistryUnavailable
 from presence.models import ChatMessage, ConnectionSession, ModerationAction, Room, RoomBan
 from presence.protocol.moderation import Action
-from presence.registry import RegistryUnavailable
 
 logger = logging.getLogger(__name__)
 MAX_BAN_MINUTES = 60 * 24 * 365

@@ -18,7 +18,7 @@ from django.core.signals import setting_changed
 from django.dispatch import receiver
 
 from presence.protocol.validation import FieldLimits
-from presence.ratelimits import trusted_networks
+from presence.transport.ratelimits import trusted_networks
 
 
 @dataclass(frozen=True, slots=True)

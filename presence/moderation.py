@@ -4,7 +4,7 @@ The admin's views are synchronous; under ASGI they run on a worker thread,
 and ``async_to_sync`` takes each call back to the server's event loop, where
 this process's hub and its registry live. An order is recorded first (the
 audit row, and the lock or ban it sets), then announced to the room and
-enforced on every instance (see :meth:`presence.hub.Hub.moderate`).
+enforced on every instance (see :meth:`presence.cluster.hub.Hub.moderate`).
 """
 
 from __future__ import annotations
@@ -13,11 +13,11 @@ from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 
-from presence import services
-from presence.hub import get_hub
+from presence.cluster.hub import get_hub
+from presence.cluster.registry import RoomView
 from presence.models import ModerationAction
 from presence.protocol.moderation import Action, ModerationOrder
-from presence.registry import RoomView
+from presence.storage import services
 
 
 async def _view(room_id: str) -> RoomView:

@@ -8,7 +8,7 @@ a fake clock instead of sleeping.
 * :class:`MessageRateLimiter` -- messages on one connection: drop the excess,
   one ``Error RATE_LIMITED`` per window, close 4008 when it persists.
 * :class:`InProcessAttemptLimiter` -- connection attempts per client IP in one
-  process; ``presence.ratelimits`` holds the Redis twin that spans instances.
+  process; ``presence.transport.ratelimits`` holds the Redis twin that spans instances.
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ class SlidingWindow:
     exact (the counter assumes the previous bucket's hits were evenly spread
     and can let up to twice ``limit`` through in a burst at a bucket edge),
     gives an exact ``retry_after``, matches the Redis ZSET twin in
-    ``presence.ratelimits``, and stays cheap: only admitted hits are logged,
+    ``presence.transport.ratelimits``, and stays cheap: only admitted hits are logged,
     and once ``limit`` of them are logged the log becomes a ring that
     overwrites its oldest entry, so a hit is O(1) and the log never holds
     more than ``limit`` timestamps (8 bytes each in an ``array``, grown only as

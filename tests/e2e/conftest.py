@@ -26,8 +26,8 @@ from google.protobuf import json_format
 
 from bench.servers import service_command
 from presence.protocol import pb
+from tests.clients.live import AdminSession, ClientPool, http_get
 from tests.conftest import REDIS_START_SECONDS, RedisServer, _answers, free_port
-from tests.e2e.clients import AdminSession, ClientPool, http_get
 
 PROJECT = Path(__file__).resolve().parents[2]
 PYTHON = Path(sys.executable)

@@ -13,7 +13,7 @@ import asyncio
 import pytest
 
 from presence.protocol import pb
-from tests.e2e.clients import Client, ClientPool, chat, is_event, pose, wait_until
+from tests.clients.live import Client, ClientPool, chat, is_event, pose, wait_until
 from tests.e2e.conftest import Cluster
 
 pytestmark = pytest.mark.e2e

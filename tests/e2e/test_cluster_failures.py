@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from presence.protocol import pb
-from tests.e2e.clients import (
+from tests.clients.live import (
     Client,
     ClientPool,
     chat,

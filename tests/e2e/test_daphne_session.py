@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from presence.protocol import pb
-from tests.e2e.clients import ABNORMAL_CLOSURE, ClientPool, chat, eventually, http_get, pose
+from tests.clients.live import ABNORMAL_CLOSURE, ClientPool, chat, eventually, http_get, pose
 from tests.e2e.conftest import MAX_WS_BYTES, Server
 
 pytestmark = pytest.mark.e2e

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import redis
 
-from tests.e2e.clients import ClientPool, expect_close, wait_until
+from tests.clients.live import ClientPool, expect_close, wait_until
 from tests.e2e.conftest import server_env, start_server, uvicorn_command
 
 GOING_AWAY = 4000

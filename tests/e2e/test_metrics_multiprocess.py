@@ -17,7 +17,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from presence.protocol import pb
-from tests.e2e.clients import ClientPool, chat, eventually, http_get, is_event
+from tests.clients.live import ClientPool, chat, eventually, http_get, is_event
 from tests.e2e.conftest import Server, daphne_command, server_env, start_server
 
 pytestmark = pytest.mark.e2e

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from presence.protocol import pb
-from tests.e2e.clients import (
+from tests.clients.live import (
     AdminSession,
     Client,
     ClientPool,

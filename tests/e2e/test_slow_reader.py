@@ -17,7 +17,7 @@ import time
 import pytest
 
 from presence.protocol import pb
-from tests.e2e.clients import Client
+from tests.clients.live import Client
 from tests.e2e.conftest import Server
 
 pytestmark = pytest.mark.e2e

@@ -1,0 +1,416 @@
+"""The WebSocket consumer: a thin shell around the protocol core.
+
+frame -> :class:`Session` (decode, validate) -> :class:`Hub` (room decisions,
+fan-out) -> outbox -> socket. One error boundary maps any failure to a close
+code from PROTOCOL.md section 7; nothing escapes to the server.
+
+Unlike channels' ``AsyncConsumer.dispatch``, this consumer does not hop to a
+worker thread (``aclose_old_connections``) before every event: only the
+chat handler touches the database, through ``database_sync_to_async``
+(which closes stale connections itself); connection history is queued for
+:mod:`presence.storage.history`, which writes it in batches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from typing import Any
+
+from channels.consumer import AsyncConsumer
+from channels.db import database_sync_to_async
+from channels.exceptions import StopConsumer
+from django.utils import timezone
+
+from presence import metrics, moderation
+from presence.auth import AuthRefused, Identity, authenticate_token
+from presence.cluster.hub import BackendUnavailable, Draining, Hub, get_hub
+from presence.conf import presence_settings
+from presence.protocol import SERVER_VERSION
+from presence.protocol import core_pb2 as pb
+from presence.protocol.codec import Encoding, encode
+from presence.protocol.codes import CloseCode, ErrorCode
+from presence.protocol.envelope import error_message, stamp
+from presence.protocol.outbox import Outbox
+from presence.protocol.ratelimit import MessageRateLimiter
+from presence.protocol.room import Player
+from presence.protocol.session import Rejected, Session
+from presence.storage import services
+from presence.storage.history import get_history
+from presence.transport.handshake import Admission, Refusal, admit, display_name_for
+from presence.transport.outbound import SERVER_CAPABILITIES, Outbound, OutItem
+from presence.transport.probes import get_prober
+from presence.transport.room_access import get_room_access
+
+logger = logging.getLogger(__name__)
+
+
+CLOSE_FLUSH_SECONDS = 2.0  # how long a closing connection may take to flush
+# The Error that precedes a close the hub asks for (4000 needs none).
+_ABORT_ERRORS = {
+    CloseCode.BACKEND_UNAVAILABLE: ErrorCode.UNAVAILABLE,
+    CloseCode.FORBIDDEN: ErrorCode.FORBIDDEN,
+}
+
+
+class PresenceConsumer(Outbound, AsyncConsumer):
+    """One WebSocket connection to one room."""
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        """Run the connection until it ends; nothing escapes."""
+        self.scope = scope
+        self.base_send = send
+        self.conf = presence_settings()
+        self.encoding = Encoding.PROTO
+        self.room_id = ""
+        self.session: Session | None = None
+        self.hub: Hub | None = None
+        self.client_id = ""
+        self.outbox: Outbox[OutItem] | None = None
+        self._writer: asyncio.Task[None] | None = None  # runs only while frames wait
+        self._close_code: CloseCode | None = None
+        self._recorded = False  # a history row was queued for this connection
+        self._cleaned = False
+        self._accepted = False
+        self._admission: Admission | None = None  # set between accept and join
+        self.identity: Identity | None = None
+        self._timers: list[asyncio.TimerHandle] = []
+        self._rate = MessageRateLimiter(
+            limit=self.conf.MESSAGE_RATE_LIMIT,
+            window=self.conf.MESSAGE_RATE_WINDOW_SECONDS,
+            strikes=self.conf.MESSAGE_RATE_STRIKES,
+        )
+        self.messages_out = 0
+        self.bytes_out = 0
+        self._meter = metrics.ConnectionMeter()
+        try:
+            while True:
+                await self.dispatch(await receive())
+        except StopConsumer:
+            pass
+        except GeneratorExit:
+            # The coroutine is being closed without its loop (a server or test
+            # abandoned it): nothing can be awaited any more.
+            self._cleaned = True
+            raise
+        finally:
+            await self._cleanup(self._close_code or CloseCode.NORMAL)
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        """Route one ASGI event to its handler inside the error boundary."""
+        handlers = {
+            "websocket.connect": self.websocket_connect,
+            "websocket.receive": self.websocket_receive,
+            "websocket.disconnect": self.websocket_disconnect,
+        }
+        handler = handlers.get(message["type"])
+        if handler is None:
+            return
+        try:
+            await handler(message)
+        except StopConsumer:
+            raise
+        except Draining:
+            await self._fail(ErrorCode.UNAVAILABLE, CloseCode.GOING_AWAY, "server going away")
+        except BackendUnavailable:
+            logger.warning("channel layer unavailable; closing %s", self.client_id or "handshake")
+            await self._fail(
+                ErrorCode.UNAVAILABLE, CloseCode.BACKEND_UNAVAILABLE, "backend unavailable"
+            )
+        except Exception:
+            logger.exception("internal error on connection %s", self.client_id or "handshake")
+            await self._fail(ErrorCode.INTERNAL, CloseCode.INTERNAL_ERROR, "internal error")
+
+    # --- handshake ------------------------------------------------------------
+
+    async def websocket_connect(self, event: dict[str, Any]) -> None:
+        """Client asked to connect: check, accept, then join (or wait for a token)."""
+        try:
+            admission = await admit(self.scope, self.conf)
+        except Refusal as refused:
+            self.encoding = refused.encoding
+            await self._refuse(refused.subprotocol, refused)
+            return
+        self.encoding = admission.encoding
+        await self._accept(admission.subprotocol)
+        self.client_id = f"c{uuid.uuid4().hex[:15]}"
+        self.session = Session(
+            self.client_id, limits=self.conf.field_limits, bad_frame_limit=self.conf.BAD_FRAME_LIMIT
+        )
+        self.outbox = Outbox(max_reliable=self.conf.MESSAGE_QUEUE_SIZE, merge=self._merge_volatile)
+        if admission.identity is None:
+            # PROTOCOL.md section 4.2: the token may come in the first ClientHello.
+            self._admission = admission
+            self._after(self.conf.AUTH_TIMEOUT_SECONDS, self._credentials_too_late)
+            return
+        name = admission.query.get("display_name", "")
+        await self._join(admission, admission.identity, name)
+
+    async def _hello_with_token(self, hello: pb.ClientHello) -> None:
+        """The first ClientHello of a socket that came without credentials."""
+        admission, self._admission = self._admission, None
+        assert admission is not None
+        if not hello.auth_token:
+            self._refuse_late(
+                ErrorCode.UNAUTHORIZED, CloseCode.UNAUTHORIZED, "credentials required"
+            )
+            return
+        try:
+            identity = await database_sync_to_async(authenticate_token)(
+                hello.auth_token, room_id=admission.room_id
+            )
+        except AuthRefused as refused:
+            self._refuse_late(refused.code, refused.close_code, refused.text)
+            return
+        await self._join(admission, identity, hello.display_name)
+
+    def _credentials_too_late(self) -> None:
+        if self._admission is not None:
+            self._admission = None
+            self._refuse_late(
+                ErrorCode.UNAUTHORIZED, CloseCode.AUTH_TIMEOUT, "no credentials in time"
+            )
+
+    def _refuse_late(
+        self, code: ErrorCode, close_code: CloseCode, text: str, *, outcome: str = ""
+    ) -> None:
+        logger.info("refused a connection after accept: %s (%d)", text, close_code)
+        self._meter.refused(close_code, outcome)  # counts only before the join
+        self._queue(error_message(code, text, now_ms=0))
+        self._close(close_code)
+
+    def abort(self, close_code: CloseCode, text: str) -> None:
+        """Close on the hub's word: Redis failed (4012), kicked (4403), going away (4000)."""
+        if self._close_code is not None or self.outbox is None:
+            return
+        logger.info("closing %s: %s (%d)", self.client_id, text, close_code)
+        error = _ABORT_ERRORS.get(close_code)
+        if error is not None:
+            self._queue(error_message(error, text, now_ms=0))
+        self._close(close_code)
+
+    def _after(self, seconds: float, callback: Any) -> None:
+        self._timers.append(asyncio.get_running_loop().call_later(seconds, callback))
+
+    def _token_expired(self) -> None:
+        if self._close_code is None:
+            self._refuse_late(ErrorCode.UNAUTHORIZED, CloseCode.UNAUTHORIZED, "token expired")
+
+    async def _join(self, admission: Admission, identity: Identity, name: str) -> None:
+        try:
+            display_name = display_name_for(name, identity, self.conf)
+        except Refusal as refused:
+            self._refuse_late(refused.code, refused.close_code, refused.text)
+            return
+        room_id = admission.room_id
+        self.hub = get_hub()
+        occupancy = await self.hub.occupancy(room_id)  # on every instance
+        access = await get_room_access().get(room_id)
+        refusal = access.refusal(occupancy, identity.user_id)
+        if refusal is not None:
+            self._refuse_late(*refusal, outcome="refused_room")
+            return
+        if identity.expires_at is not None:
+            self._after(max(0.0, identity.expires_at - time.time()), self._token_expired)
+        self.room_id = room_id
+        headers = dict(self.scope.get("headers") or [])
+        get_history().opened(
+            connected_at=timezone.now(),
+            room_id=room_id,
+            external_user_id=identity.user_id,
+            django_user_id=identity.django_user_id,
+            assigned_client_id=self.client_id,
+            client_label=admission.query.get("client_id", "")[:128],  # also in the registry
+            display_name=display_name,
+            ip_address=admission.ip_address,
+            user_agent=headers.get(b"user-agent", b"").decode("latin-1"),
+            occupancy=occupancy + 1,
+        )
+        self._recorded = True
+        self.identity = identity
+        player = Player(
+            client_id=self.client_id,
+            user_id=identity.user_id,
+            display_name=display_name,
+            staff=identity.staff,
+        )
+        label = admission.query.get("client_id", "")[:128]
+        hello, joined = await self.hub.join(room_id, self, player, client_label=label)
+        self._meter.accepted()
+        get_prober().ensure(self.hub)
+        hello.server_version = SERVER_VERSION
+        hello.session_id = uuid.uuid4().hex
+        hello.heartbeat_interval_ms = self.conf.HEARTBEAT_INTERVAL_MS
+        hello.capabilities.extend(SERVER_CAPABILITIES)
+        self._queue(stamp(pb.Message(server_hello=hello), now_ms=self.hub.now_ms()))
+        logger.info("client %s joined room %s", self.client_id, room_id)
+        await self.hub.publish(room_id, joined)
+
+    async def _accept(self, subprotocol: str | None) -> None:
+        await self.base_send({"type": "websocket.accept", "subprotocol": subprotocol})
+        self._accepted = True
+
+    async def _refuse(self, subprotocol: str | None, refused: Refusal) -> None:
+        logger.info("refused a connection: %s (%d)", refused.text, refused.close_code)
+        self._meter.refused(refused.close_code, refused.outcome)
+        await self._accept(subprotocol)
+        error = error_message(
+            refused.code, refused.text, now_ms=0, retry_after_ms=refused.retry_after_ms
+        )
+        await self._send_frame(encode(error, self.encoding), pb.ERROR)
+        await self.base_send({"type": "websocket.close", "code": int(refused.close_code)})
+        self._close_code = refused.close_code
+        # Stay until the server reports the disconnect: returning now can cut
+        # the socket before the client has read the close frame.
+
+    # --- steady state ---------------------------------------------------------
+
+    async def websocket_receive(self, event: dict[str, Any]) -> None:
+        """A frame arrived: validate it, apply it to the room, fan it out."""
+        if self.session is None or self._close_code is not None:
+            return
+        started = time.perf_counter()
+        data = event.get("bytes")
+        if data is None:
+            data = event.get("text")
+            if data is None:
+                return
+        verdict = self._rate.check()
+        metrics.count_rate_decision("message", verdict.allowed)
+        if not verdict.allowed:  # dropped before it is even decoded: never fanned out
+            self.session.messages_in += 1
+            metrics.count_rate_limited(data)
+            if verdict.notify:
+                self._queue(
+                    error_message(
+                        ErrorCode.RATE_LIMITED,
+                        "too many messages",
+                        now_ms=0,
+                        retry_after_ms=verdict.retry_after_ms,
+                    )
+                )
+            if verdict.close:
+                self._close(CloseCode.RATE_LIMITED)
+            return
+        received = self.session.bytes_in
+        result = self.session.receive(data)
+        metrics.count_received(result, self.session.bytes_in - received)
+        if self._admission is not None and not isinstance(result, Rejected):
+            if result.kind == "client_hello":
+                await self._hello_with_token(result.message.client_hello)
+                return
+            result = Rejected(ErrorCode.UNAUTHORIZED, "send a ClientHello with auth_token first")
+        if self.hub is None:
+            if isinstance(result, Rejected):
+                metrics.count_message_error(result.code)
+                self._queue(error_message(result.code, result.text, now_ms=0))
+                if result.close_code is not None:
+                    self._close(result.close_code)
+            return
+        if isinstance(result, Rejected):
+            metrics.count_message_error(result.code)
+            now_ms = self.hub.now_ms()
+            self._queue(
+                error_message(
+                    result.code, result.text, now_ms=now_ms, ref_message_id=result.ref_message_id
+                )
+            )
+            if result.close_code is not None:
+                self._close(result.close_code)
+            return
+        if result.kind == "pong":  # the answer to a server RTT probe (README "Metrics")
+            track = self.conf.LATENCY_TRACKING_ENABLED
+            self._meter.pong(result.message.pong.client_time_ms, track=track)
+            return
+        outcome = self.hub.apply(self.room_id, self.client_id, result.kind, result.message)
+        if outcome.moderation is not None:  # the audit record (and a lock) first
+            assert self.identity is not None
+            await moderation.record(
+                self.room_id, outcome.moderation, actor_user_id=self.identity.django_user_id
+            )
+        await self.hub.publish(self.room_id, outcome.broadcasts, moderation=outcome.moderation)
+        if self.conf.LATENCY_TRACKING_ENABLED:
+            metrics.observe_processing(time.perf_counter() - started)
+        if outcome.chat_text is not None:
+            await self._store_chat(outcome.chat_text)
+        for reply in outcome.replies:  # an Ack goes out once the message is stored
+            if reply.type == pb.ERROR:
+                metrics.count_message_error(reply.error.code)
+            self._queue(reply)
+
+    async def _store_chat(self, text: str) -> None:
+        assert self.hub is not None
+        player = self.hub.rooms[self.room_id].state.players.get(self.client_id)
+        await get_history().flush()  # the sender's session row exists before its chat
+        await database_sync_to_async(services.chat_message_store)(
+            room_id=self.room_id,
+            sender_client_id=self.client_id,
+            sender_name=player.display_name if player else "",
+            text=text,
+        )
+
+    async def websocket_disconnect(self, event: dict[str, Any]) -> None:
+        """The socket closed: leave the room and close the history row."""
+        await self._cleanup(self._close_code or int(event.get("code") or CloseCode.NORMAL))
+        raise StopConsumer
+
+    async def _fail(self, code: ErrorCode, close_code: CloseCode, text: str) -> None:
+        """Error boundary: tell the client, close with ``close_code``, stop."""
+        self._meter.refused(close_code)  # counts only before the join
+        try:
+            if self.outbox is not None:
+                self._queue(error_message(code, text, now_ms=0))
+                self._close(close_code)
+                assert self._writer is not None
+                await asyncio.wait_for(asyncio.shield(self._writer), CLOSE_FLUSH_SECONDS)
+            else:
+                if not self._accepted:
+                    await self._accept(None)
+                error = error_message(code, text, now_ms=0)
+                await self._send_frame(encode(error, self.encoding), pb.ERROR)
+                await self.base_send({"type": "websocket.close", "code": int(close_code)})
+                self._close_code = close_code
+        except Exception:
+            logger.exception("could not close connection %s cleanly", self.client_id)
+        raise StopConsumer
+
+    # --- teardown -------------------------------------------------------------
+
+    async def _leave_room(self) -> None:
+        hub, self.hub = self.hub, None
+        if hub is not None and self.room_id:
+            try:
+                # Shielded: the writer (which leaves after a server close) may be
+                # cancelled by the disconnect; the leave must still finish.
+                await asyncio.shield(hub.leave(self.room_id, self))
+            except BackendUnavailable:
+                logger.warning("could not announce %s leaving to other instances", self.client_id)
+
+    async def _cleanup(self, close_code: int) -> None:
+        """Leave the room and close the history row, once."""
+        if self._cleaned:
+            return
+        self._cleaned = True
+        if self._accepted:
+            self._meter.closed(close_code)
+        if self._close_code is None:
+            self._close_code = CloseCode.NORMAL
+        for timer in self._timers:
+            timer.cancel()
+        try:
+            await self._leave_room()
+        finally:
+            if self._writer is not None and not self._writer.done():
+                self._writer.cancel()
+            if self._recorded and self.session is not None:
+                get_history().closed(
+                    assigned_client_id=self.client_id,
+                    close_code=int(close_code),
+                    messages_in=self.session.messages_in,
+                    messages_out=self.messages_out,
+                    bytes_in=self.session.bytes_in,
+                    bytes_out=self.bytes_out,
+                )
+                logger.info("client %s left room %s (%d)", self.client_id, self.room_id, close_code)

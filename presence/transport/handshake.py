@@ -1,0 +1,204 @@
+"""The checks a WebSocket handshake passes before the socket joins a room.
+
+In PROTOCOL.md's order: a well-formed request (room id, query, encoding),
+an allowed origin, the per-IP connection rate, then credentials. A refusal
+is a :class:`Refusal`; the consumer accepts the socket, sends the ``Error``
+and closes with the code, since browsers cannot read a failed upgrade.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import weakref
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qsl
+
+from channels.db import database_sync_to_async
+from django.conf import settings
+
+from presence import metrics
+from presence.auth import AuthRefused, Identity, identify
+from presence.conf import PresenceSettings
+from presence.protocol.codec import Encoding, negotiate_encoding
+from presence.protocol.codes import CloseCode, ErrorCode
+from presence.protocol.errors import ProtocolError
+from presence.protocol.origin import OriginPolicy
+from presence.protocol.ratelimit import attempt_key
+from presence.transport.ratelimits import (
+    AttemptLimiter,
+    RateLimitBackendError,
+    build_attempt_limiter,
+    client_ip,
+)
+
+logger = logging.getLogger(__name__)
+
+ROOM_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+MAX_QUERY_FIELDS = 16
+
+
+class Refusal(Exception):
+    """The handshake is refused: answer ``Error(code)``, then close."""
+
+    def __init__(
+        self,
+        code: ErrorCode,
+        close_code: CloseCode,
+        text: str,
+        *,
+        retry_after_ms: int = 0,
+        outcome: str = "",
+    ) -> None:
+        super().__init__(text)
+        self.code = code
+        self.close_code = close_code
+        self.text = text
+        self.retry_after_ms = retry_after_ms
+        self.outcome = outcome  # presence_connections_total's label; "" = by close code
+        # How to answer: what the handshake negotiated before it was refused.
+        self.encoding = Encoding.PROTO
+        self.subprotocol: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """What a handshake that passed the checks carries on to the join."""
+
+    room_id: str
+    encoding: Encoding
+    subprotocol: str | None
+    query: dict[str, str]
+    ip_address: str
+    identity: Identity | None  # None: the token comes in the first ClientHello
+
+
+def parse_query(raw: bytes) -> dict[str, str]:
+    """The handshake's query parameters (last value wins), bounded in count."""
+    try:
+        pairs = parse_qsl(
+            raw.decode("latin-1"), keep_blank_values=True, max_num_fields=MAX_QUERY_FIELDS
+        )
+    except ValueError:
+        raise Refusal(
+            ErrorCode.BAD_MESSAGE, CloseCode.BAD_REQUEST, "too many query parameters"
+        ) from None
+    return dict(pairs)
+
+
+def negotiated(scope: dict[str, Any], query: dict[str, str]) -> tuple[Encoding, str | None]:
+    """The connection's encoding and the subprotocol to echo (PROTOCOL.md section 2)."""
+    try:
+        return negotiate_encoding(scope.get("subprotocols") or [], query.get("format"))
+    except ProtocolError as bad:
+        raise Refusal(bad.code, CloseCode.BAD_REQUEST, bad.message) from None
+
+
+def display_name_for(name: str, identity: Identity, conf: PresenceSettings) -> str:
+    """The name others see: asked for, else the account's, else the user id."""
+    limit = conf.field_limits.display_name
+    # An account's own name may be longer than a display name: cut it; a name
+    # the client asked for is checked as it is.
+    name = name or (identity.display_name or identity.user_id)[:limit]
+    if len(name) > limit or not name.isprintable():
+        raise Refusal(
+            ErrorCode.BAD_MESSAGE,
+            CloseCode.BAD_REQUEST,
+            f"display_name: 1-{limit} printable characters",
+        )
+    return name
+
+
+def _header(scope: dict[str, Any], name: bytes) -> str | None:
+    for key, value in scope.get("headers") or []:
+        if key == name:
+            return bytes(value).decode("latin-1")
+    return None
+
+
+async def admit(scope: dict[str, Any], conf: PresenceSettings) -> Admission:
+    """Run every handshake check; raise :class:`Refusal` at the first that fails."""
+    query = parse_query(scope.get("query_string", b""))
+    encoding, subprotocol = negotiated(scope, query)
+    try:
+        return await _check(scope, conf, query, encoding, subprotocol)
+    except Refusal as refused:
+        refused.encoding, refused.subprotocol = encoding, subprotocol
+        raise
+
+
+async def _check(
+    scope: dict[str, Any],
+    conf: PresenceSettings,
+    query: dict[str, str],
+    encoding: Encoding,
+    subprotocol: str | None,
+) -> Admission:
+    room_id = scope["url_route"]["kwargs"].get("room_id", "")
+    if not ROOM_ID.fullmatch(room_id):
+        raise Refusal(ErrorCode.BAD_MESSAGE, CloseCode.BAD_REQUEST, "invalid room id")
+    if not origin_policy(conf).allows(_header(scope, b"origin")):
+        raise Refusal(
+            ErrorCode.FORBIDDEN, CloseCode.FORBIDDEN, "origin not allowed", outcome="refused_origin"
+        )
+    ip_address = client_ip(scope, frozenset(conf.TRUSTED_PROXIES))
+    try:
+        decision = await get_attempt_limiter(conf).hit(attempt_key(ip_address))
+    except RateLimitBackendError:
+        logger.warning("rate-limit backend unavailable; refusing the handshake")
+        raise Refusal(
+            ErrorCode.UNAVAILABLE, CloseCode.BACKEND_UNAVAILABLE, "backend unavailable"
+        ) from None
+    metrics.count_rate_decision("connection", decision.allowed)
+    if not decision.allowed:
+        raise Refusal(
+            ErrorCode.RATE_LIMITED,
+            CloseCode.TOO_MANY_CONNECTIONS,
+            "too many connection attempts",
+            retry_after_ms=decision.retry_after_ms,
+        )
+    try:
+        if query.get("auth_token"):
+            identity = await database_sync_to_async(identify)(
+                query, room_id=room_id, dev_auth=conf.DEV_AUTH
+            )
+        else:  # no database needed
+            identity = identify(query, room_id=room_id, dev_auth=conf.DEV_AUTH)
+    except AuthRefused as refused:
+        raise Refusal(refused.code, refused.close_code, refused.text) from None
+    if identity is not None and identity.dev_mode:
+        metrics.DEV_AUTH_CONNECTIONS.inc()
+    return Admission(room_id, encoding, subprotocol, query, ip_address, identity)
+
+
+def origin_policy(conf: PresenceSettings) -> OriginPolicy:
+    """Allowed origins: ``ALLOWED_HOSTS`` plus ``PRESENCE_ALLOWED_ORIGINS``."""
+    return OriginPolicy.of(
+        settings.ALLOWED_HOSTS, conf.ALLOWED_ORIGINS, allow_missing=conf.ALLOW_MISSING_ORIGIN
+    )
+
+
+_limiters: weakref.WeakKeyDictionary[
+    asyncio.AbstractEventLoop, tuple[tuple[str, str, int, float], AttemptLimiter]
+] = weakref.WeakKeyDictionary()
+
+
+def get_attempt_limiter(conf: PresenceSettings) -> AttemptLimiter:
+    """The connection-attempt limiter of the running event loop (rebuilt on new settings)."""
+    config = (
+        conf.REDIS_URL,
+        conf.REDIS_CHANNEL_PREFIX,
+        conf.RATE_LIMIT_MAX_REQUESTS,
+        conf.RATE_LIMIT_WINDOW_SECONDS,
+    )
+    loop = asyncio.get_running_loop()
+    cached = _limiters.get(loop)
+    if cached is None or cached[0] != config:
+        redis_url, prefix, limit, window = config
+        limiter = build_attempt_limiter(
+            redis_url=redis_url, prefix=prefix, limit=limit, window=window
+        )
+        cached = _limiters[loop] = (config, limiter)
+    return cached[1]

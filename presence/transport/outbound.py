@@ -1,0 +1,178 @@
+"""The outbound half of a connection: outbox, writer, frames.
+
+The hub hands a connection reliable messages and tick batches; they wait in
+the connection's bounded :class:`Outbox`; a writer task, running only while
+something waits, frames them for this client (protobuf or JSON, ``Batch`` or
+single frames, ``seq`` appended) and sends them. When the socket cannot take
+more (uvicorn waits for writability), poses merge and reliable messages queue
+up to ``MESSAGE_QUEUE_SIZE``, then the connection closes with 4009.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from presence import metrics
+from presence.cluster.hub import Hub
+from presence.conf import PresenceSettings
+from presence.protocol import core_pb2 as pb
+from presence.protocol.batch import TickBatch
+from presence.protocol.codec import EncodedMessage, Encoding
+from presence.protocol.codes import CloseCode
+from presence.protocol.outbox import Outbox
+from presence.protocol.session import Session
+
+logger = logging.getLogger(__name__)
+
+# What waits in a connection's outbox: a reliable message and its seq (0 for
+# direct replies), or one tick's poses.
+OutItem = tuple[EncodedMessage | TickBatch, int]
+BATCH_CAPABILITY = "batch"
+SERVER_CAPABILITIES = (BATCH_CAPABILITY,)
+
+
+class PeerGone(Exception):
+    """The socket closed under a send: a normal race, not an error."""
+
+
+class Outbound:
+    """Queueing and writing frames for one connection (mixed into the consumer)."""
+
+    base_send: Any
+    conf: PresenceSettings
+    encoding: Encoding
+    client_id: str
+    session: Session | None
+    hub: Hub | None
+    outbox: Outbox[OutItem] | None
+    _writer: asyncio.Task[None] | None
+    _close_code: CloseCode | None
+    messages_out: int
+    bytes_out: int
+    _meter: metrics.ConnectionMeter
+
+    async def _leave_room(self) -> None:
+        raise NotImplementedError
+
+    def deliver_reliable(self, encoded: EncodedMessage) -> None:
+        """Queue a reliable room message, numbered with this session's next seq."""
+        if self.outbox is None or self.session is None or self._close_code is not None:
+            return
+        if not self.outbox.push((encoded, self.session.next_seq()), reliable=True):
+            logger.warning("client %s is too slow; closing 4009", self.client_id)
+            self._close(CloseCode.SLOW_CONSUMER)
+            return
+        self._kick()
+
+    def deliver_volatile(self, batch: TickBatch) -> None:
+        """Queue one tick's poses; unsent older poses merge into it (newest wins)."""
+        if self.outbox is None or self._close_code is not None:
+            return
+        self.outbox.push((batch, 0), reliable=False)
+        self._kick()
+
+    def send_rtt_probe(self, ping: EncodedMessage, sent_ms: int) -> bool:
+        """Queue the server's RTT probe, a ``Ping`` carrying ``sent_ms`` (never numbered)."""
+        if self.outbox is None or self._close_code is not None:
+            return False
+        # A full queue is closed by the next reliable message, never by a probe.
+        if not self.outbox.push((ping, 0), reliable=True):
+            return False
+        self._meter.probe(sent_ms)
+        self._kick()
+        return True
+
+    def _merge_volatile(self, older: OutItem, newer: OutItem) -> OutItem:
+        assert isinstance(older[0], TickBatch) and isinstance(newer[0], TickBatch)
+        merged = TickBatch.merge(
+            older[0],
+            newer[0],
+            limit=self.conf.VOLATILE_MERGE_LIMIT,
+            max_bytes=self.conf.VOLATILE_MERGE_BYTES,
+        )
+        return merged, 0
+
+    def _queue(self, message: pb.Message) -> None:
+        """Queue a direct, unnumbered reply (hello, error, ack, pong)."""
+        assert self.outbox is not None
+        if not self.outbox.push((EncodedMessage.of(message), 0), reliable=True):
+            self._close(CloseCode.SLOW_CONSUMER)
+            return
+        self._kick()
+
+    def _close(self, code: CloseCode) -> None:
+        """Flush what is queued, then close with ``code``."""
+        if self._close_code is None:
+            self._close_code = code
+        self._kick()
+
+    def _kick(self) -> None:
+        """Make sure a writer runs; it exits once the outbox is empty.
+
+        No task waits per idle connection: it costs memory that a room full of
+        idle members would pay for nothing.
+        """
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write_loop())
+
+    async def _write_loop(self) -> None:
+        try:
+            await self._write_until_closed()
+        except asyncio.CancelledError:
+            raise
+        except PeerGone:
+            logger.info("client %s went away while frames were being sent", self.client_id)
+        except Exception:
+            logger.exception("writer of %s failed", self.client_id)
+
+    async def _write_until_closed(self) -> None:
+        assert self.outbox is not None
+        while True:
+            if not self.outbox and self._close_code is None:
+                return
+            if self._close_code is CloseCode.SLOW_CONSUMER:
+                self.outbox.drain()  # the client resumes; sending more only deepens the backlog
+            for item, seq in self.outbox.drain():
+                if isinstance(item, TickBatch):
+                    await self._send_batch(item)
+                else:
+                    kind = metrics.sent_type(item, track=self.conf.LATENCY_TRACKING_ENABLED)
+                    await self._send_frame(item.frame(self.encoding, seq), kind)
+            if self._close_code is not None:
+                await self.base_send({"type": "websocket.close", "code": int(self._close_code)})
+                self._meter.closed(self._close_code)
+                await self._leave_room()
+                return
+
+    async def _send_batch(self, batch: TickBatch) -> None:
+        """One Batch frame to clients with the ``batch`` capability, else one frame each."""
+        assert self.session is not None and self.hub is not None
+        if BATCH_CAPABILITY in self.session.capabilities:
+            frame = batch.frame(self.client_id, self.encoding, self.hub.now_ms())
+            if frame is not None:
+                if self.conf.LATENCY_TRACKING_ENABLED:
+                    metrics.observe_batch(batch, self.client_id)
+                await self._send_frame(frame, pb.BATCH)
+            return
+        track = self.conf.LATENCY_TRACKING_ENABLED
+        for encoded in batch.for_recipient(self.client_id):
+            kind = metrics.sent_type(encoded, track=track)
+            await self._send_frame(encoded.frame(self.encoding), kind)
+
+    async def _send_frame(self, frame: bytes | str, kind: int) -> None:
+        """Send one frame of MessageType ``kind``."""
+        if isinstance(frame, bytes):
+            size = len(frame)
+            event = {"type": "websocket.send", "bytes": frame}
+        else:
+            size = len(frame.encode("utf-8"))
+            event = {"type": "websocket.send", "text": frame}
+        self.messages_out += 1
+        self.bytes_out += size
+        metrics.count_sent(kind, size)
+        try:
+            await self.base_send(event)
+        except Exception as exc:  # servers raise their own errors for a closed socket
+            raise PeerGone(str(exc)) from exc
