@@ -13,7 +13,7 @@ from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 
-from presence.cluster.hub import get_hub
+from presence.cluster.instance import get_hub
 from presence.cluster.registry import RoomView
 from presence.models import ModerationAction
 from presence.protocol.moderation import Action, ModerationOrder

@@ -23,13 +23,12 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
+from typing import Any
 
-from channels.layers import BaseChannelLayer, InMemoryChannelLayer, get_channel_layer
-from channels_redis.core import RedisChannelLayer
-from channels_redis.pubsub import RedisPubSubChannelLayer
+from channels.layers import BaseChannelLayer
 
 from presence import metrics
+from presence.cluster.bridge import LayerBridge, LayerFailed
 from presence.cluster.registry import (
     Arrival,
     Departure,
@@ -38,10 +37,8 @@ from presence.cluster.registry import (
     RegistryUnavailable,
     RoomSnapshot,
 )
-from presence.conf import presence_settings
-from presence.per_loop import per_event_loop
+from presence.cluster.rooms import LocalRoom, Member
 from presence.protocol import core_pb2 as pb
-from presence.protocol.batch import Entry, TickBatch
 from presence.protocol.codec import EncodedMessage
 from presence.protocol.codes import CloseCode
 from presence.protocol.moderation import Action, ModerationOrder
@@ -49,8 +46,6 @@ from presence.protocol.room import Broadcast, Outcome, Player, RoomChanges, Room
 
 logger = logging.getLogger(__name__)
 
-FANOUT_EVENT = "presence.fanout"
-READER_RETRY_SECONDS = 1.0  # back-off when the channel layer fails to deliver
 DEFAULT_TICK_HZ = 20.0
 # Poses of one entity kept per tick. A sender at the tick rate whose frames
 # jitter across a tick boundary keeps both instead of losing one; a faster
@@ -64,86 +59,6 @@ class BackendUnavailable(Exception):
 
 class Draining(Exception):
     """The instance is shutting down and takes no new members."""
-
-
-class Member(Protocol):
-    """A local connection the hub delivers to; both calls only queue, never block."""
-
-    client_id: str
-
-    def deliver_reliable(self, encoded: EncodedMessage) -> None:
-        """Queue one reliable message (the member numbers it)."""
-
-    def deliver_volatile(self, batch: TickBatch) -> None:
-        """Queue one tick's volatile messages (the member skips its own)."""
-
-    def abort(self, close_code: CloseCode, text: str) -> None:
-        """Close the connection with ``close_code`` (it then leaves as usual)."""
-
-
-def room_group(room_id: str) -> str:
-    """The channel-layer group of a room (room ids are already group-safe)."""
-    return f"room.{room_id}"
-
-
-class LocalRoom:
-    """A room's state, this process's members of it, and its unsent poses."""
-
-    __slots__ = ("members", "pending", "pending_per_key", "state")
-
-    def __init__(self, state: RoomState) -> None:
-        self.state = state
-        self.members: dict[str, Member] = {}
-        self.pending: list[Broadcast] = []  # volatile, waiting for the next tick
-        self.pending_per_key: dict[str, int] = {}
-
-    def queue_volatile(self, broadcast: Broadcast, per_key: int) -> None:
-        """Queue a pose for the tick, keeping the newest ``per_key`` of its entity."""
-        self.pending.append(broadcast)
-        key = broadcast.volatile_key
-        if not key:
-            return
-        count = self.pending_per_key.get(key, 0) + 1
-        if count > per_key:
-            oldest = next(i for i, b in enumerate(self.pending) if b.volatile_key == key)
-            del self.pending[oldest]
-            count -= 1
-        self.pending_per_key[key] = count
-
-    def take_pending(self) -> list[Broadcast]:
-        """The queued poses, oldest first; the queue is left empty."""
-        pending, self.pending = self.pending, []
-        self.pending_per_key.clear()
-        return pending
-
-
-def _entries(broadcasts: list[Broadcast]) -> list[Entry]:
-    # Unkeyed messages (voice) are never coalesced: each gets a key of its own.
-    unkeyed = itertools.count()
-    return [
-        Entry(b.exclude, b.volatile_key or f"#{next(unkeyed)}", b.encoded()) for b in broadcasts
-    ]
-
-
-def _deliver_volatile(room: LocalRoom, broadcasts: list[Broadcast]) -> None:
-    if not broadcasts:
-        return
-    if (
-        len(room.members) == 1
-        and broadcasts[0].exclude in room.members
-        and all(b.exclude == broadcasts[0].exclude for b in broadcasts)
-    ):
-        return  # only the sender is here
-    batch = TickBatch(_entries(broadcasts), newest_only=False)
-    for member in list(room.members.values()):
-        member.deliver_volatile(batch)
-
-
-def _deliver_reliable(room: LocalRoom, broadcast: Broadcast) -> None:
-    encoded = broadcast.encoded()
-    for client_id, member in list(room.members.items()):
-        if client_id != broadcast.exclude:
-            member.deliver_reliable(encoded)
 
 
 def _initial_state(
@@ -165,6 +80,10 @@ async def _forget(client_ids: list[str]) -> None:
     """Default for what to do about connections lost with their instance: nothing."""
 
 
+def _ignore(room_id: str) -> None:
+    """Default for what to do when a room's access rules changed: nothing."""
+
+
 class Hub:
     """This process's rooms, local delivery, the tick and channel-layer fan-out."""
 
@@ -178,27 +97,22 @@ class Hub:
         tick_hz: float = DEFAULT_TICK_HZ,
         poses_per_entity: int = DEFAULT_POSES_PER_ENTITY,
         on_lost: Callable[[list[str]], Awaitable[None]] = _forget,
+        on_access_changed: Callable[[str], None] = _ignore,
     ) -> None:
-        self.layer = layer
         self.registry: Registry = registry if registry is not None else InProcessRegistry()
         self.on_lost = on_lost
-        # The in-process layer has no other process to reach: skip the round trip.
-        self.remote = layer is not None and not isinstance(layer, InMemoryChannelLayer)
+        self.on_access_changed = on_access_changed
         self.clock = clock
         self.instance_id = instance_id or uuid.uuid4().hex[:12]
+        self.bridge = LayerBridge(layer, origin=self.instance_id, on_event=self._receive_remote)
         self.tick_seconds = 1.0 / tick_hz if tick_hz > 0 else 0.0
         self.poses_per_entity = poses_per_entity
         self.rooms: dict[str, LocalRoom] = {}
         self._ids = itertools.count(1)
-        self._subscribed: set[str] = set()
-        self._subscription_lock = asyncio.Lock()
-        self._channel_name: str | None = None
-        self._reader: asyncio.Task[None] | None = None
         self._ticker: asyncio.Task[None] | None = None
         self.keeper: Any = None  # presence.cluster.keeper.Keeper, when the registry is shared
         self.registered = False  # the registry has seen this instance (join or heartbeat)
         self.draining = False  # shutting down: joins are refused
-        self._layer_failed = False  # reset the layer's connections before the next use
         self.degraded = False  # Redis failed; the keeper reconciles when it answers
         self.emptied = asyncio.Event()  # set while no local member is left
         self.emptied.set()
@@ -288,7 +202,7 @@ class Hub:
         current = self.rooms.get(room_id, room)
         due = [*pending, *self._route(current, broadcasts)]
         try:
-            await self._publish_remote(room_id, due, host=host)
+            await self._publish(room_id, due, host=host)
         finally:
             if room_id not in self.rooms:
                 await self._unsubscribe(room_id)
@@ -331,7 +245,7 @@ class Hub:
         if not self.degraded:
             logger.warning("Redis failed (%s: %r); closing local connections", operation, exc)
         self.degraded = True
-        self._layer_failed = True
+        self.bridge.failed = True
         self.abort_all(CloseCode.BACKEND_UNAVAILABLE, "backend unavailable")
         return BackendUnavailable(str(exc))
 
@@ -353,7 +267,7 @@ class Hub:
                 host = state.host_client_id
             due = self._route_if_local(room, broadcasts)
             try:
-                await self._publish_remote(gone.room_id, due, host=host)
+                await self._publish(gone.room_id, due, host=host)
             except BackendUnavailable:
                 logger.warning("could not announce a departure to the other instances")
         if departures and lost:
@@ -418,8 +332,8 @@ class Hub:
             if changes:
                 await self._write({room_id: changes})
         if moderation is not None:  # its database part is written by now
-            self._forget_access(room_id)
-        await self._publish_remote(room_id, broadcasts, moderation=moderation)
+            self.on_access_changed(room_id)
+        await self._publish(room_id, broadcasts, moderation=moderation)
 
     async def moderate(self, room_id: str, order: ModerationOrder) -> None:
         """Announce and enforce an order from staff in the admin, on every instance."""
@@ -427,11 +341,11 @@ class Hub:
         broadcasts = state.moderate(order, now_ms=self.now_ms()).broadcasts
         due = self._route_if_local(room, broadcasts)
         self.enforce(room_id, order)
-        await self._publish_remote(room_id, due, moderation=order)
+        await self._publish(room_id, due, moderation=order)
 
     def enforce(self, room_id: str, order: ModerationOrder) -> None:
         """Carry ``order`` out for this process's members of the room."""
-        self._forget_access(room_id)  # a lock, an unlock or a ban applies to joins at once
+        self.on_access_changed(room_id)  # a lock, an unlock or a ban applies to joins at once
         room = self.rooms.get(room_id)
         if room is None:
             return
@@ -440,12 +354,6 @@ class Hub:
             member = room.members.get(order.target_client_id)
             if member is not None:
                 member.abort(CloseCode.FORBIDDEN, "kicked from the room")
-
-    @staticmethod
-    def _forget_access(room_id: str) -> None:
-        from presence.transport.room_access import get_room_access
-
-        get_room_access().forget(room_id)
 
     async def user_of(self, room_id: str, client_id: str) -> str:
         """The user id of a member of the room, on any instance ("" if not there)."""
@@ -470,18 +378,12 @@ class Hub:
             if not broadcast.reliable:
                 room.queue_volatile(broadcast, self.poses_per_entity)
                 continue
-            due.extend(self._flush(room))
-            _deliver_reliable(room, broadcast)
+            due.extend(room.flush())
+            room.deliver_reliable(broadcast)
             due.append(broadcast)
         if not self.tick_seconds:
-            due.extend(self._flush(room))
+            due.extend(room.flush())
         return due
-
-    def _flush(self, room: LocalRoom) -> list[Broadcast]:
-        """Deliver the room's pending poses as one tick batch; return them."""
-        pending = room.take_pending()
-        _deliver_volatile(room, pending)
-        return pending
 
     def _ensure_ticker(self) -> None:
         if self.tick_seconds and (self._ticker is None or self._ticker.done()):
@@ -504,17 +406,17 @@ class Hub:
     async def tick(self) -> None:
         """Deliver and publish every room's pending poses (the tick loop calls this)."""
         for room_id, room in list(self.rooms.items()):
-            due = self._flush(room)
+            due = room.flush()
             if not due:
                 continue
             try:
-                await self._publish_remote(room_id, due)
+                await self._publish(room_id, due)
             except BackendUnavailable:
                 logger.warning("poses of a room could not reach the other instances")
 
     # --- other processes ----------------------------------------------------
 
-    async def _publish_remote(
+    async def _publish(
         self,
         room_id: str,
         broadcasts: list[Broadcast],
@@ -522,34 +424,13 @@ class Hub:
         host: str | None = None,
         moderation: ModerationOrder | None = None,
     ) -> None:
-        """One group message for the other processes; ``host`` when the host changed."""
-        if not self.remote or not (broadcasts or moderation):
-            return
-        assert self.layer is not None
-        items = [[b.encoded().proto, b.reliable, b.exclude, b.volatile_key] for b in broadcasts]
-        event: dict[str, Any] = {
-            "type": FANOUT_EVENT,
-            "origin": self.instance_id,
-            "room": room_id,
-            "items": items,
-        }
-        if host is not None:
-            event["host"] = host
-        if moderation is not None:
-            event["moderation"] = moderation.as_event()
+        """Hand ``broadcasts`` to the other processes; ``host`` when the host changed."""
         try:
-            await self.layer.group_send(room_group(room_id), event)
-        except Exception:  # the layer raises whatever its client raises
-            # One quick retry covers a pooled connection Redis dropped (a restart).
-            metrics.count_layer_failure("group_send")
-            try:
-                await self.layer.group_send(room_group(room_id), event)
-            except Exception as exc:
-                raise self.backend_failed("group_send", exc) from exc
+            await self.bridge.publish(room_id, broadcasts, host=host, moderation=moderation)
+        except LayerFailed as failed:
+            raise self.backend_failed(failed.operation, failed.cause) from failed
 
     def _receive_remote(self, event: dict[str, Any]) -> None:
-        if event.get("type") != FANOUT_EVENT or event.get("origin") == self.instance_id:
-            return
         room_id = event.get("room", "")
         try:
             self._deliver_remote(self.rooms.get(room_id), event)
@@ -569,119 +450,16 @@ class Hub:
             if not reliable:
                 volatile.append(broadcast)
                 continue
-            _deliver_volatile(room, volatile)
+            room.deliver_volatile(volatile)
             volatile = []
-            _deliver_reliable(room, broadcast)
-        _deliver_volatile(room, volatile)
+            room.deliver_reliable(broadcast)
+        room.deliver_volatile(volatile)
 
     async def _subscribe(self, room_id: str) -> None:
-        if not self.remote or room_id in self._subscribed:
-            return
-        assert self.layer is not None
-        async with self._subscription_lock:
-            if room_id in self._subscribed:
-                return
-            try:
-                if self._layer_failed and not self._subscribed:
-                    await self._reset_layer()
-                if self._channel_name is None:
-                    self._channel_name = await self.layer.new_channel(prefix="presence-hub.")
-                await self.layer.group_add(room_group(room_id), self._channel_name)
-            except Exception as exc:
-                raise self.backend_failed("group_add", exc) from exc
-            self._subscribed.add(room_id)
-            if self._reader is None or self._reader.done():
-                self._reader = asyncio.create_task(self._read(), name="presence-hub-reader")
-
-    async def _reset_layer(self) -> None:
-        """Start again on fresh connections after Redis failed.
-
-        Only this process's side goes: the reader, its channel, the pub/sub
-        layer's subscriptions and queues, the core layer's pools. Called with
-        no room subscribed, so no member needs any of it.
-        """
-        assert self.layer is not None
-        self._layer_failed = False
-        if self._reader is not None:
-            self._reader.cancel()
-            self._reader = None
-        self._channel_name = None
         try:
-            if isinstance(self.layer, RedisPubSubChannelLayer):
-                await self.layer.flush()
-            elif isinstance(self.layer, RedisChannelLayer):
-                await self.layer.close_pools()
-        except Exception:
-            logger.warning("could not reset the channel layer's connections")
+            await self.bridge.subscribe(room_id)
+        except LayerFailed as failed:
+            raise self.backend_failed(failed.operation, failed.cause) from failed
 
     async def _unsubscribe(self, room_id: str) -> None:
-        if self.layer is None or self._channel_name is None:
-            return
-        async with self._subscription_lock:
-            if room_id in self.rooms or room_id not in self._subscribed:
-                return
-            self._subscribed.discard(room_id)
-            try:
-                await self.layer.group_discard(room_group(room_id), self._channel_name)
-            except Exception:
-                metrics.count_layer_failure("group_discard")
-                logger.warning("group_discard failed for a room; it expires on its own")
-            if not self._subscribed:
-                if self._reader is not None:
-                    self._reader.cancel()
-                    self._reader = None
-                # The pub/sub layer forgets a channel whose receive was cancelled:
-                # the next subscription starts on a new one.
-                self._channel_name = None
-
-    async def _read(self) -> None:
-        assert self.layer is not None and self._channel_name is not None
-        this_task = asyncio.current_task()
-        while True:
-            # Python 3.11's wait_for (inside redis-py) can swallow a cancellation
-            # that races with a reply: check for it instead of looping forever.
-            if not self._subscribed or (this_task is not None and this_task.cancelling()):
-                return
-            try:
-                event = await self.layer.receive(self._channel_name)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                metrics.count_layer_failure("receive")
-                logger.exception("channel layer receive failed; retrying")
-                await asyncio.sleep(READER_RETRY_SECONDS)
-                continue
-            try:
-                self._receive_remote(event)
-            except Exception:
-                logger.exception("dropping an undeliverable fan-out event")
-
-
-def _new_hub() -> Hub:
-    from presence.cluster.keeper import start_keeper
-    from presence.cluster.redis_registry import RedisRegistry
-    from presence.cluster.shutdown import drain_on_sigterm
-    from presence.storage.history import close_lost_sessions
-
-    conf = presence_settings()
-    registry: Registry = InProcessRegistry()
-    if conf.REDIS_URL:
-        registry = RedisRegistry(
-            conf.REDIS_URL,
-            prefix=conf.REDIS_CHANNEL_PREFIX,
-            lease_seconds=conf.REGISTRY_LEASE_SECONDS,
-        )
-    hub = Hub(
-        get_channel_layer(),
-        registry=registry,
-        tick_hz=conf.TICK_HZ,
-        poses_per_entity=conf.TICK_POSES_PER_ENTITY,
-        on_lost=close_lost_sessions,
-    )
-    metrics.count_core_layer_drops()
-    start_keeper(hub, conf)
-    drain_on_sigterm(hub)
-    return hub
-
-
-get_hub = per_event_loop(_new_hub)
+        await self.bridge.unsubscribe(room_id, still_needed=lambda: room_id in self.rooms)

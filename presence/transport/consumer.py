@@ -26,7 +26,8 @@ from django.utils import timezone
 
 from presence import metrics, moderation
 from presence.auth import AuthRefused, Identity, authenticate_token
-from presence.cluster.hub import BackendUnavailable, Draining, Hub, get_hub
+from presence.cluster.hub import BackendUnavailable, Draining, Hub
+from presence.cluster.instance import get_hub
 from presence.conf import presence_settings
 from presence.protocol import SERVER_VERSION
 from presence.protocol import core_pb2 as pb

@@ -14,7 +14,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 
 from presence import metrics
-from presence.cluster.hub import get_hub
+from presence.cluster.instance import get_hub
 from presence.protocol import SERVER_VERSION
 
 READY_TIMEOUT_SECONDS = 1.0  # PROTOCOL.md section 1: a round trip within a second

@@ -24,7 +24,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from presence.cluster.hub import get_hub
+from presence.cluster.instance import get_hub
 from presence.cluster.registry import Connection, RegistryUnavailable, RoomView
 from presence.models import room_id_validator
 from presence.web.api.permissions import IsStaffOrDebug

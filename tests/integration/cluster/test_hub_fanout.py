@@ -126,16 +126,16 @@ async def test_last_member_leaving_unsubscribes_the_room(two_hubs: tuple[Hub, Hu
     hub_a, _ = two_hubs
     alice = RecordingMember("alice")
     await join(hub_a, "r", alice)
-    assert "r" in hub_a._subscribed
+    assert "r" in hub_a.bridge.subscribed
     await hub_a.leave("r", alice)
-    assert hub_a.rooms == {} and hub_a._subscribed == set()
+    assert hub_a.rooms == {} and hub_a.bridge.subscribed == set()
 
 
 async def test_a_room_can_be_rejoined_after_the_hub_emptied(two_hubs: tuple[Hub, Hub]) -> None:
     hub_a, hub_b = two_hubs
     first = RecordingMember("first")
     await join(hub_a, "r", first)
-    reader = hub_a._reader
+    reader = hub_a.bridge.reader
     await hub_a.leave("r", first)  # the hub's reader stops with its last room
     assert reader is not None
     await asyncio.wait([reader], timeout=DELIVERY_TIMEOUT)

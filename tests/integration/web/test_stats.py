@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from django.test import AsyncClient
 
-from presence.cluster.hub import get_hub
+from presence.cluster.instance import get_hub
 from presence.cluster.redis_registry import RedisRegistry
 from presence.cluster.registry import Arrival
 from presence.protocol import pb
