@@ -63,11 +63,51 @@ def _check_length(value: str, limit: int, name: str) -> None:
         raise _too_large(f"{name} longer than {limit} characters")
 
 
+# Which characters each kind of text field accepts (PROTOCOL.md section 2, "valid"):
+# * names (ids, display names, labels, capabilities, component names): no control
+#   (Cc) or format (Cf) characters, except the zero-width joiner inside emoji;
+# * free text (chat, moderation reasons): no control characters except tab,
+#   newline and carriage return; format characters (bidi marks) are fine;
+# * URLs: no control characters and no whitespace.
+# NUL in particular never reaches a database column (PostgreSQL refuses it).
+_TEXT_CONTROLS_ALLOWED = frozenset("\t\n\r")
+
+
+def _codepoint(ch: str) -> str:
+    return f"U+{ord(ch):04X}"
+
+
+def name_problem(value: str) -> str | None:
+    """Why ``value`` is not acceptable as a name or id, or ``None`` if it is."""
+    for ch in value:
+        category = unicodedata.category(ch)
+        if category == "Cc" or (category == "Cf" and ch != "\u200d"):
+            return f"contains a control or format character ({_codepoint(ch)})"
+    return None
+
+
 def _check_name(value: str, limit: int, name: str) -> None:
     _check_length(value, limit, name)
-    # Control and format characters, except the joiner inside emoji sequences.
-    if any(unicodedata.category(ch) in ("Cc", "Cf") and ch != "\u200d" for ch in value):
-        raise _bad(f"{name} contains control characters")
+    problem = name_problem(value)
+    if problem is not None:
+        raise _bad(f"{name} {problem}; use printable characters only")
+
+
+def _check_text(value: str, limit: int, name: str) -> None:
+    _check_length(value, limit, name)
+    for ch in value:
+        if ch not in _TEXT_CONTROLS_ALLOWED and unicodedata.category(ch) == "Cc":
+            raise _bad(
+                f"{name} contains a control character ({_codepoint(ch)}); "
+                "only tab, newline and carriage return are allowed"
+            )
+
+
+def _check_url(value: str, limit: int, name: str) -> None:
+    _check_length(value, limit, name)
+    for ch in value:
+        if ch.isspace() or unicodedata.category(ch) == "Cc":
+            raise _bad(f"{name} contains whitespace or a control character ({_codepoint(ch)})")
 
 
 def _check_floats(name: str, *values: float) -> None:
@@ -87,7 +127,7 @@ def _check_pose(message: pb.PositionUpdate | pb.PresenceData | pb.PlayerSnapshot
 def _check_avatar(config: pb.AvatarConfig, limits: FieldLimits) -> None:
     for field in ("avatar_id", "body_type", "primary_color", "secondary_color"):
         _check_name(getattr(config, field), limits.identifier, f"avatar_config.{field}")
-    _check_length(config.custom_model_url, limits.url, "avatar_config.custom_model_url")
+    _check_url(config.custom_model_url, limits.url, "avatar_config.custom_model_url")
     _check_floats("avatar_config.height", config.height)
 
 
@@ -107,7 +147,7 @@ def _check_hello(hello: pb.ClientHello, limits: FieldLimits) -> None:
     _check_name(hello.display_name, limits.display_name, "display_name")
     _check_length(hello.auth_token, limits.frame_bytes, "auth_token")
     _check_name(hello.requested_room, limits.identifier, "requested_room")
-    _check_length(hello.avatar_url, limits.url, "avatar_url")
+    _check_url(hello.avatar_url, limits.url, "avatar_url")
     _check_avatar(hello.avatar_config, limits)
     if len(hello.capabilities) > limits.capabilities:
         raise _too_large(f"more than {limits.capabilities} capabilities")
@@ -120,7 +160,7 @@ def _check_presence(event: pb.PresenceEvent, limits: FieldLimits) -> None:
         raise _bad("clients may only send PresenceEvent UPDATE")
     data = event.data
     _check_name(data.display_name, limits.display_name, "display_name")
-    _check_length(data.avatar_url, limits.url, "avatar_url")
+    _check_url(data.avatar_url, limits.url, "avatar_url")
     _check_avatar(data.avatar_config, limits)
     _check_pose(data)
 
@@ -157,7 +197,7 @@ def validate_client_message(message: pb.Message, limits: FieldLimits) -> str:
         text = message.chat_message.message
         if not text.strip():
             raise _bad("chat message is empty")
-        _check_length(text, limits.chat_chars, "chat message")
+        _check_text(text, limits.chat_chars, "chat message")
     elif kind == "client_hello":
         _check_hello(message.client_hello, limits)
     elif kind == "presence_event":
@@ -165,7 +205,7 @@ def validate_client_message(message: pb.Message, limits: FieldLimits) -> str:
     elif kind in ("kick_player", "mute_player"):
         target = getattr(message, kind).target_client_id
         _check_name(target, limits.identifier, "target_client_id")
-        _check_length(getattr(message, kind).reason, limits.reason, "reason")
+        _check_text(getattr(message, kind).reason, limits.reason, "reason")
     elif kind == "lock_room":
-        _check_length(message.lock_room.reason, limits.reason, "reason")
+        _check_text(message.lock_room.reason, limits.reason, "reason")
     return kind

@@ -7,7 +7,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.db import transaction
+from django.db import models, transaction
 from django.db.models import F
 from django.db.models.functions import Greatest
 from django.utils import timezone
@@ -15,10 +15,13 @@ from django.utils import timezone
 from presence.models import ChatMessage, ConnectionSession, ModerationAction, Room, RoomBan
 
 
-def _fit(value: str, field: str, model: type[ConnectionSession] | type[ChatMessage]) -> str:
-    # Client-supplied strings are cut to the column width: PostgreSQL would reject
-    # them and losing the session record is worse than losing a string's tail.
+def _fit(value: str, field: str, model: type[models.Model]) -> str:
+    # Client-supplied strings are cut to the column width and lose any NUL:
+    # PostgreSQL would reject them, and losing the session record is worse
+    # than losing a string's tail. (Message fields with NUL are refused at the
+    # door, presence.protocol.validation; this covers headers such as User-Agent.)
     max_length = model._meta.get_field(field).max_length
+    value = value.replace("\x00", "\ufffd")
     return value[:max_length] if max_length is not None else value
 
 

@@ -40,7 +40,13 @@ from presence.protocol.room import Player
 from presence.protocol.session import Rejected, Session
 from presence.storage import services
 from presence.storage.history import get_history
-from presence.transport.handshake import Admission, Refusal, admit, display_name_for
+from presence.transport.handshake import (
+    Admission,
+    Refusal,
+    admit,
+    client_label,
+    display_name_for,
+)
 from presence.transport.outbound import SERVER_CAPABILITIES, Outbound, OutItem
 from presence.transport.probes import get_prober
 from presence.transport.room_access import get_room_access
@@ -217,13 +223,14 @@ class PresenceConsumer(Outbound, AsyncConsumer):
             self._after(max(0.0, identity.expires_at - time.time()), self._token_expired)
         self.room_id = room_id
         headers = dict(self.scope.get("headers") or [])
+        label = client_label(admission.query)
         get_history().opened(
             connected_at=timezone.now(),
             room_id=room_id,
             external_user_id=identity.user_id,
             django_user_id=identity.django_user_id,
             assigned_client_id=self.client_id,
-            client_label=admission.query.get("client_id", "")[:128],  # also in the registry
+            client_label=label,  # also in the registry
             display_name=display_name,
             ip_address=admission.ip_address,
             user_agent=headers.get(b"user-agent", b"").decode("latin-1"),
@@ -237,7 +244,6 @@ class PresenceConsumer(Outbound, AsyncConsumer):
             display_name=display_name,
             staff=identity.staff,
         )
-        label = admission.query.get("client_id", "")[:128]
         hello, joined = await self.hub.join(room_id, self, player, client_label=label)
         self._meter.accepted()
         get_prober().ensure(self.hub)

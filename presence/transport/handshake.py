@@ -27,6 +27,7 @@ from presence.protocol.codes import CloseCode, ErrorCode
 from presence.protocol.errors import ProtocolError
 from presence.protocol.origin import OriginPolicy
 from presence.protocol.ratelimit import attempt_key
+from presence.protocol.validation import name_problem
 from presence.transport.ratelimits import (
     AttemptLimiter,
     RateLimitBackendError,
@@ -38,6 +39,7 @@ logger = logging.getLogger(__name__)
 
 ROOM_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 MAX_QUERY_FIELDS = 16
+MAX_CLIENT_LABEL = 128  # the client_id label, as recorded in history and the registry
 
 
 class Refusal(Exception):
@@ -102,13 +104,27 @@ def display_name_for(name: str, identity: Identity, conf: PresenceSettings) -> s
     # An account's own name may be longer than a display name: cut it; a name
     # the client asked for is checked as it is.
     name = name or (identity.display_name or identity.user_id)[:limit]
-    if len(name) > limit or not name.isprintable():
+    if len(name) > limit or name_problem(name) is not None:
         raise Refusal(
             ErrorCode.BAD_MESSAGE,
             CloseCode.BAD_REQUEST,
             f"display_name: 1-{limit} printable characters",
         )
     return name
+
+
+def client_label(query: dict[str, str]) -> str:
+    """The client's own label (its ``client_id`` parameter), checked like any name."""
+    label = query.get("client_id", "")
+    problem = name_problem(label)
+    if len(label) > MAX_CLIENT_LABEL or problem is not None:
+        reason = problem or f"is longer than {MAX_CLIENT_LABEL} characters"
+        raise Refusal(
+            ErrorCode.BAD_MESSAGE,
+            CloseCode.BAD_REQUEST,
+            f"client_id {reason}; use up to {MAX_CLIENT_LABEL} printable characters",
+        )
+    return label
 
 
 def _header(scope: dict[str, Any], name: bytes) -> str | None:
@@ -139,6 +155,7 @@ async def _check(
     room_id = scope["url_route"]["kwargs"].get("room_id", "")
     if not ROOM_ID.fullmatch(room_id):
         raise Refusal(ErrorCode.BAD_MESSAGE, CloseCode.BAD_REQUEST, "invalid room id")
+    client_label(query)
     if not origin_policy(conf).allows(_header(scope, b"origin")):
         raise Refusal(
             ErrorCode.FORBIDDEN, CloseCode.FORBIDDEN, "origin not allowed", outcome="refused_origin"

@@ -351,6 +351,54 @@ def test_overlong_name_with_control_characters_is_too_large() -> None:
     assert _refused(_hello(display_name="\x00" * 65)) == ErrorCode.TOO_LARGE
 
 
+# --- free text and URLs --------------------------------------------------------
+
+TEXT_FIELDS: dict[str, Callable[[str], pb.Message]] = {
+    "chat": lambda s: pb.Message(chat_message=pb.ChatMessage(message=s)),
+    "kick-reason": lambda s: pb.Message(kick_player=pb.KickPlayer(target_client_id="c", reason=s)),
+    "mute-reason": lambda s: pb.Message(mute_player=pb.MutePlayer(target_client_id="c", reason=s)),
+    "lock-reason": lambda s: pb.Message(lock_room=pb.LockRoom(locked=True, reason=s)),
+}
+URL_FIELDS: dict[str, Callable[[str], pb.Message]] = {
+    "hello-avatar_url": lambda s: _hello(avatar_url=s),
+    "presence-avatar_url": lambda s: _presence_update(pb.PresenceData(avatar_url=s)),
+    "custom_model_url": lambda s: _hello(avatar_config=pb.AvatarConfig(custom_model_url=s)),
+}
+
+
+@pytest.mark.parametrize("char", ["\x00", "\x1b", "\x7f", "\x85"], ids=["nul", "esc", "del", "nel"])
+@pytest.mark.parametrize("field", list(TEXT_FIELDS))
+def test_control_character_in_free_text_is_bad_message_naming_it(field: str, char: str) -> None:
+    with pytest.raises(BadFrame) as refused:
+        validate_client_message(TEXT_FIELDS[field](f"hi{char}there"), LIMITS)
+    assert refused.value.code == ErrorCode.BAD_MESSAGE
+    assert f"U+{ord(char):04X}" in refused.value.message
+    assert "only tab, newline and carriage return are allowed" in refused.value.message
+
+
+@pytest.mark.parametrize("text", ["two\nlines", "a\tb", "crlf\r\n", "\u200fRTL mark", "👩\u200d💻"])
+@pytest.mark.parametrize("field", list(TEXT_FIELDS))
+def test_free_text_keeps_tabs_newlines_and_format_characters(field: str, text: str) -> None:
+    assert validate_client_message(TEXT_FIELDS[field](text), LIMITS) is not None
+
+
+@pytest.mark.parametrize(
+    "char", ["\x00", " ", "\n", "\x1b"], ids=["nul", "space", "newline", "esc"]
+)
+@pytest.mark.parametrize("field", list(URL_FIELDS))
+def test_whitespace_or_control_character_in_a_url_is_bad_message(field: str, char: str) -> None:
+    assert _refused(URL_FIELDS[field](f"https://x.example/{char}a.glb")) == ErrorCode.BAD_MESSAGE
+
+
+def test_name_refusal_names_the_character_and_the_rule() -> None:
+    with pytest.raises(BadFrame) as refused:
+        validate_client_message(_hello(display_name="Ada\x00"), LIMITS)
+    assert refused.value.message == (
+        "display_name contains a control or format character (U+0000); "
+        "use printable characters only"
+    )
+
+
 # --- chat, presence, spawn ----------------------------------------------------
 
 
