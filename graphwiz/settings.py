@@ -75,7 +75,11 @@ DATABASE_URL = ENV.get("DATABASE_URL", "")
 SQLITE_PATH = ENV.get("SQLITE_PATH", str(BASE_DIR / "db.sqlite3"))
 if DATABASE_URL:
     try:
-        DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60)}
+        # A persistent connection is checked before reuse, so one the server
+        # dropped (restart, killed backend) is replaced instead of failing a write.
+        DATABASES = {
+            "default": dj_database_url.parse(DATABASE_URL, conn_max_age=60, conn_health_checks=True)
+        }
     except ValueError as exc:
         raise ImproperlyConfigured(f"DATABASE_URL is not a valid database URL: {exc}") from None
 else:

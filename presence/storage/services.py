@@ -13,6 +13,7 @@ from django.db.models.functions import Greatest
 from django.utils import timezone
 
 from presence.models import ChatMessage, ConnectionSession, ModerationAction, Room, RoomBan
+from presence.storage.db import retried_once
 
 
 def _fit(value: str, field: str, model: type[models.Model]) -> str:
@@ -33,6 +34,7 @@ def _ip_or_none(value: str | None) -> str | None:
         return None
 
 
+@retried_once
 def connection_sessions_open(*, sessions: list[dict[str, Any]]) -> list[int]:
     """Record new connections in one transaction, creating their rooms if needed.
 
@@ -109,6 +111,7 @@ def connection_session_open(
     return pk
 
 
+@retried_once
 def connection_session_close(
     *,
     session_pk: int | None = None,
@@ -148,6 +151,7 @@ LOST_CLOSE_CODE = 1006  # abnormal closure: the instance died, no close frame wa
 LOST_REASON = "lost"
 
 
+@retried_once
 def connection_sessions_lost(*, assigned_client_ids: list[str]) -> int:
     """Close the open sessions of connections whose instance died; how many were open."""
     if not assigned_client_ids:
@@ -157,6 +161,7 @@ def connection_sessions_lost(*, assigned_client_ids: list[str]) -> int:
     ).update(disconnected_at=timezone.now(), close_code=LOST_CLOSE_CODE, close_reason=LOST_REASON)
 
 
+@retried_once
 def chat_message_store(
     *,
     room_id: str,
@@ -192,6 +197,7 @@ def chat_message_store(
     return message.pk
 
 
+@retried_once
 def moderation_record(
     *,
     room_id: str,
