@@ -157,6 +157,15 @@ class LayerBridge:
         except Exception:
             logger.warning("could not reset the channel layer's connections")
 
+    def mark_failed(self) -> None:
+        """Redis failed: every subscription is suspect; the next one starts afresh.
+
+        Lingering subscriptions of empty rooms are forgotten too, so the first
+        join after Redis answers again resets the layer's connections.
+        """
+        self.failed = True
+        self.subscribed.clear()
+
     @property
     def reader(self) -> asyncio.Task[None] | None:
         """The reader task, while a room is subscribed."""

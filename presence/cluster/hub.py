@@ -13,22 +13,30 @@ instances and gives a joiner the whole room. State changes reach the registry
 before the group message that announces them; poses reach it a few times a
 second (:mod:`presence.cluster.keeper`). When Redis fails, every local member is
 closed with 4012 and the keeper tidies up once it answers again.
+
+Nothing here waits for the channel layer: fan-out to the other processes is
+queued for the :class:`~presence.cluster.publisher.Publisher`. Joins and
+leaves of one room are linearized by a per-room lock, so a joiner's view of
+the room and the LEAVEs it hears can never disagree (no ghost members).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from channels.layers import BaseChannelLayer
 
 from presence import metrics
 from presence.cluster.bridge import LayerBridge, LayerFailed
+from presence.cluster.publisher import Publisher
 from presence.cluster.registry import (
     Arrival,
     Departure,
@@ -51,6 +59,10 @@ DEFAULT_TICK_HZ = 20.0
 # jitter across a tick boundary keeps both instead of losing one; a faster
 # sender is cut to its newest two per tick.
 DEFAULT_POSES_PER_ENTITY = 2
+# A room left empty stays subscribed this long: members of a room that empties
+# and fills again (reconnects, churn) do not pay a group_discard and a
+# group_add, which channels_redis sends one at a time with every publish.
+UNSUBSCRIBE_LINGER_SECONDS = 10.0
 
 
 class BackendUnavailable(Exception):
@@ -64,16 +76,34 @@ class Draining(Exception):
 def _initial_state(
     snapshot: RoomSnapshot, local: RoomState, *, for_client: str, now_ms: int
 ) -> pb.WorldState:
-    """The room as the registry holds it, with this process's fresher poses."""
+    """The room for a joiner: the registry's view, this process's own members as they are now.
+
+    This process's state is the truth about its own members and their
+    entities (it may not have reached the registry yet); the registry is the
+    truth about the other instances' members, in join order.
+    """
     players = [
         local.players[p.client_id].snapshot() if p.client_id in local.players else p
         for p in snapshot.players
         if p.client_id != for_client
     ]
-    entities = [
-        local.entities[e.id].snapshot() if e.id in local.entities else e for e in snapshot.entities
+    listed = {p.client_id for p in snapshot.players}
+    players += [
+        player.snapshot()
+        for client_id, player in local.players.items()
+        if client_id not in listed and client_id != for_client
     ]
+    entities = [e for e in snapshot.entities if e.owner_id not in local.players]
+    entities += [entity.snapshot() for entity in local.entities.values()]
     return pb.WorldState(players=players, entities=entities, last_update=now_ms)
+
+
+@dataclass(slots=True)
+class _Heard:
+    """Reliable events and the last hand-over another instance announced during a join."""
+
+    broadcasts: list[Broadcast] = field(default_factory=list)
+    host: str | None = None
 
 
 async def _forget(client_ids: list[str]) -> None:
@@ -105,9 +135,20 @@ class Hub:
         self.clock = clock
         self.instance_id = instance_id or uuid.uuid4().hex[:12]
         self.bridge = LayerBridge(layer, origin=self.instance_id, on_event=self._receive_remote)
+        self.publisher = Publisher(
+            self.bridge,
+            write=lambda changes: self.registry.write(changes),
+            on_failure=self.backend_failed,
+            still_needed=self._room_in_use,
+        )
+        self.unsubscribe_linger = UNSUBSCRIBE_LINGER_SECONDS
         self.tick_seconds = 1.0 / tick_hz if tick_hz > 0 else 0.0
         self.poses_per_entity = poses_per_entity
         self.rooms: dict[str, LocalRoom] = {}
+        self._room_locks: dict[str, tuple[asyncio.Lock, int]] = {}  # lock, users
+        # What other instances announced to a room while a member was joining
+        # it: the joiner hears it after its hello.
+        self._heard_while_joining: dict[str, _Heard] = {}
         self._ids = itertools.count(1)
         self._ticker: asyncio.Task[None] | None = None
         self.keeper: Any = None  # presence.cluster.keeper.Keeper, when the registry is shared
@@ -139,14 +180,23 @@ class Hub:
         """
         if self.draining:
             raise Draining
+        async with self._room_order(room_id):
+            return await self._join(room_id, member, player, client_label)
+
+    async def _join(
+        self, room_id: str, member: Member, player: Player, client_label: str
+    ) -> tuple[pb.ServerHello, list[Broadcast]]:
         await self._subscribe(room_id)
         arrival = Arrival(room_id, self.instance_id, player, client_label, self.now_ms())
+        heard = self._heard_while_joining[room_id] = _Heard()
         try:
             snapshot = await self.registry.join(arrival)
         except RegistryUnavailable as exc:
             if room_id not in self.rooms:
-                await self._unsubscribe(room_id)
+                self._unsubscribe_later(room_id)
             raise self.backend_failed("registry", exc) from exc
+        finally:
+            del self._heard_while_joining[room_id]
         self.check_registered(snapshot.instance_was_unknown)
         room = self.rooms.get(room_id)
         if room is None:
@@ -154,7 +204,10 @@ class Hub:
             room = self.rooms[room_id] = LocalRoom(state)
             metrics.ROOMS_ACTIVE.inc()
         now_ms = self.now_ms()
-        outcome = room.state.join(player, now_ms=now_ms, host_client_id=snapshot.host_client_id)
+        # A hand-over heard while the registry answered is at least as new as
+        # the snapshot's host.
+        host = heard.host if heard.host is not None else snapshot.host_client_id
+        outcome = room.state.join(player, now_ms=now_ms, host_client_id=host)
         # Route before registering: poses queued so far are already in the
         # joiner's snapshot and must not reach it ahead of its hello.
         due = self._route(room, outcome.broadcasts)
@@ -164,11 +217,17 @@ class Hub:
         hello = pb.ServerHello(
             assigned_client_id=player.client_id,
             room_id=room_id,
-            host_client_id=snapshot.host_client_id,
+            host_client_id=room.state.host_client_id,
             initial_state=_initial_state(
                 snapshot, room.state, for_client=player.client_id, now_ms=now_ms
             ),
         )
+        # What other instances announced while the registry answered may be
+        # newer than the snapshot: the joiner hears it after its hello (a LEAVE
+        # of someone the snapshot no longer lists is harmless; a missed one
+        # would leave a ghost).
+        for broadcast in heard.broadcasts:
+            member.deliver_reliable(broadcast.encoded())
         return hello, due
 
     async def leave(self, room_id: str, member: Member) -> None:
@@ -176,6 +235,16 @@ class Hub:
         room = self.rooms.get(room_id)
         if room is None or room.members.get(member.client_id) is not member:
             return
+        # Shielded: a connection cancelled while leaving still leaves the room.
+        await asyncio.shield(self._leave_in_order(room_id, member))
+
+    async def _leave_in_order(self, room_id: str, member: Member) -> None:
+        async with self._room_order(room_id):
+            room = self.rooms.get(room_id)
+            if room is not None and room.members.get(member.client_id) is member:
+                await self._leave(room_id, room, member)
+
+    async def _leave(self, room_id: str, room: LocalRoom, member: Member) -> None:
         del room.members[member.client_id]  # nothing more is delivered to it
         pending: list[Broadcast] = []
         if not room.members:  # forget the room now: nothing below may stop that
@@ -186,10 +255,7 @@ class Hub:
                 self.emptied.set()
         departure: Departure | None = None
         try:
-            # Shielded: a connection cancelled while leaving still leaves the registry.
-            departure = await asyncio.shield(
-                self.registry.leave(room_id, self.instance_id, member.client_id)
-            )
+            departure = await self.registry.leave(room_id, self.instance_id, member.client_id)
         except RegistryUnavailable as exc:
             self.backend_failed("registry", exc)  # the keeper removes it later
         now_ms = self.now_ms()
@@ -198,14 +264,42 @@ class Hub:
         if departure is not None and departure.host_changed:
             broadcasts.extend(room.state.hand_over(departure.new_host, now_ms=now_ms))
             host = room.state.host_client_id
-        # A member who joined meanwhile is in a new local room: it hears the leave.
-        current = self.rooms.get(room_id, room)
-        due = [*pending, *self._route(current, broadcasts)]
+        due = [*pending, *self._route(room, broadcasts)]
+        self._publish(room_id, due, host=host)
+        if room_id not in self.rooms:
+            self._unsubscribe_later(room_id)
+
+    @contextlib.asynccontextmanager
+    async def _room_order(self, room_id: str) -> AsyncIterator[None]:
+        """Joins and leaves of one room, one at a time, in arrival order."""
+        lock, users = self._room_locks.get(room_id) or (asyncio.Lock(), 0)
+        self._room_locks[room_id] = (lock, users + 1)
         try:
-            await self._publish(room_id, due, host=host)
+            async with lock:
+                yield
         finally:
-            if room_id not in self.rooms:
-                await self._unsubscribe(room_id)
+            lock, users = self._room_locks[room_id]
+            if users == 1:
+                del self._room_locks[room_id]
+            else:
+                self._room_locks[room_id] = (lock, users - 1)
+
+    def _room_in_use(self, room_id: str) -> bool:
+        return room_id in self.rooms or room_id in self._room_locks
+
+    def _unsubscribe_later(self, room_id: str) -> None:
+        """Leave the room's group after the linger, unless a member came back."""
+        if not self.bridge.remote:
+            return
+        if self.unsubscribe_linger <= 0:
+            self.publisher.unsubscribe(room_id)
+            return
+        loop = asyncio.get_running_loop()
+        loop.call_later(self.unsubscribe_linger, self._unsubscribe_if_unused, room_id)
+
+    def _unsubscribe_if_unused(self, room_id: str) -> None:
+        if not self._room_in_use(room_id):
+            self.publisher.unsubscribe(room_id)
 
     async def occupancy(self, room_id: str) -> int:
         """Members of the room on every instance."""
@@ -245,7 +339,7 @@ class Hub:
         if not self.degraded:
             logger.warning("Redis failed (%s: %r); closing local connections", operation, exc)
         self.degraded = True
-        self.bridge.failed = True
+        self.bridge.mark_failed()
         self.abort_all(CloseCode.BACKEND_UNAVAILABLE, "backend unavailable")
         return BackendUnavailable(str(exc))
 
@@ -266,10 +360,7 @@ class Hub:
                 broadcasts.extend(state.hand_over(gone.new_host, now_ms=now_ms))
                 host = state.host_client_id
             due = self._route_if_local(room, broadcasts)
-            try:
-                await self._publish(gone.room_id, due, host=host)
-            except BackendUnavailable:
-                logger.warning("could not announce a departure to the other instances")
+            self._publish(gone.room_id, due, host=host)
         if departures and lost:
             await self.on_lost([d.client_id for d in departures])
 
@@ -327,13 +418,12 @@ class Hub:
         A ``moderation`` order travels along, for every instance to enforce.
         """
         room = self.rooms.get(room_id)
+        changes = None
         if room is not None and any(b.reliable for b in broadcasts):
             changes = room.state.take_changes()
-            if changes:
-                await self._write({room_id: changes})
         if moderation is not None:  # its database part is written by now
             self.on_access_changed(room_id)
-        await self._publish(room_id, broadcasts, moderation=moderation)
+        self.publisher.send(room_id, broadcasts, moderation=moderation, changes=changes)
 
     async def moderate(self, room_id: str, order: ModerationOrder) -> None:
         """Announce and enforce an order from staff in the admin, on every instance."""
@@ -341,7 +431,7 @@ class Hub:
         broadcasts = state.moderate(order, now_ms=self.now_ms()).broadcasts
         due = self._route_if_local(room, broadcasts)
         self.enforce(room_id, order)
-        await self._publish(room_id, due, moderation=order)
+        self._publish(room_id, due, moderation=order)
 
     def enforce(self, room_id: str, order: ModerationOrder) -> None:
         """Carry ``order`` out for this process's members of the room."""
@@ -407,16 +497,12 @@ class Hub:
         """Deliver and publish every room's pending poses (the tick loop calls this)."""
         for room_id, room in list(self.rooms.items()):
             due = room.flush()
-            if not due:
-                continue
-            try:
-                await self._publish(room_id, due)
-            except BackendUnavailable:
-                logger.warning("poses of a room could not reach the other instances")
+            if due:
+                self._publish(room_id, due)
 
     # --- other processes ----------------------------------------------------
 
-    async def _publish(
+    def _publish(
         self,
         room_id: str,
         broadcasts: list[Broadcast],
@@ -424,11 +510,8 @@ class Hub:
         host: str | None = None,
         moderation: ModerationOrder | None = None,
     ) -> None:
-        """Hand ``broadcasts`` to the other processes; ``host`` when the host changed."""
-        try:
-            await self.bridge.publish(room_id, broadcasts, host=host, moderation=moderation)
-        except LayerFailed as failed:
-            raise self.backend_failed(failed.operation, failed.cause) from failed
+        """Queue ``broadcasts`` for the other processes; ``host`` when the host changed."""
+        self.publisher.send(room_id, broadcasts, host=host, moderation=moderation)
 
     def _receive_remote(self, event: dict[str, Any]) -> None:
         room_id = event.get("room", "")
@@ -439,10 +522,14 @@ class Hub:
                 self.enforce(room_id, ModerationOrder.from_event(event["moderation"]))
 
     def _deliver_remote(self, room: LocalRoom | None, event: dict[str, Any]) -> None:
-        if room is None:
+        heard = self._heard_while_joining.get(event.get("room", ""))
+        if room is None and heard is None:
             return
         if "host" in event:  # another instance handed the host role on
-            room.state.host_client_id = event["host"]
+            if room is not None:
+                room.state.host_client_id = event["host"]
+            if heard is not None:
+                heard.host = event["host"]
         volatile: list[Broadcast] = []
         for proto, reliable, exclude, key in event["items"]:
             broadcast = Broadcast(pb.Message(), reliable, exclude, key)
@@ -450,16 +537,17 @@ class Hub:
             if not reliable:
                 volatile.append(broadcast)
                 continue
-            room.deliver_volatile(volatile)
+            if heard is not None:
+                heard.broadcasts.append(broadcast)
+            if room is not None:
+                room.deliver_volatile(volatile)
+                room.deliver_reliable(broadcast)
             volatile = []
-            room.deliver_reliable(broadcast)
-        room.deliver_volatile(volatile)
+        if room is not None:
+            room.deliver_volatile(volatile)
 
     async def _subscribe(self, room_id: str) -> None:
         try:
             await self.bridge.subscribe(room_id)
         except LayerFailed as failed:
             raise self.backend_failed(failed.operation, failed.cause) from failed
-
-    async def _unsubscribe(self, room_id: str) -> None:
-        await self.bridge.unsubscribe(room_id, still_needed=lambda: room_id in self.rooms)

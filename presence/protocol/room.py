@@ -140,6 +140,20 @@ class RoomChanges:
     def __bool__(self) -> bool:
         return bool(self.players or self.entities or self.removed_entities or self.messages)
 
+    def extend(self, later: RoomChanges) -> None:
+        """Add ``later``'s changes to these, the later change of an entity winning."""
+        self.players = list({p.client_id: p for p in [*self.players, *later.players]}.values())
+        respawned = {e.entity_id for e in later.entities}
+        removed = {entity_id for _, entity_id in later.removed_entities}
+        entities = {e.entity_id: e for e in self.entities if e.entity_id not in removed}
+        entities.update((e.entity_id, e) for e in later.entities)
+        self.entities = list(entities.values())
+        self.removed_entities = [
+            *(r for r in self.removed_entities if r[1] not in respawned),
+            *later.removed_entities,
+        ]
+        self.messages += later.messages
+
 
 @dataclass(frozen=True, slots=True)
 class RoomLimits:

@@ -62,6 +62,10 @@ _ABORT_ERRORS = {
 }
 
 
+def _wall_clock_ms() -> int:
+    return int(time.time() * 1000)
+
+
 class PresenceConsumer(Outbound, AsyncConsumer):
     """One WebSocket connection to one room."""
 
@@ -91,6 +95,9 @@ class PresenceConsumer(Outbound, AsyncConsumer):
         )
         self.messages_out = 0
         self.bytes_out = 0
+        self._peer_gone = False
+        self._close_reason = ""  # why the server closed, for the connection's one log line
+        self.clock_ms = _wall_clock_ms
         self._meter = metrics.ConnectionMeter()
         try:
             while True:
@@ -183,7 +190,10 @@ class PresenceConsumer(Outbound, AsyncConsumer):
     def _refuse_late(
         self, code: ErrorCode, close_code: CloseCode, text: str, *, outcome: str = ""
     ) -> None:
-        logger.info("refused a connection after accept: %s (%d)", text, close_code)
+        if self._recorded:  # a member: its one log line comes when it leaves
+            self._close_reason = text
+        else:
+            logger.info("refused a connection after accept: %s (%d)", text, close_code)
         self._meter.refused(close_code, outcome)  # counts only before the join
         self._queue(error_message(code, text, now_ms=0))
         self._close(close_code)
@@ -192,7 +202,7 @@ class PresenceConsumer(Outbound, AsyncConsumer):
         """Close on the hub's word: Redis failed (4012), kicked (4403), going away (4000)."""
         if self._close_code is not None or self.outbox is None:
             return
-        logger.info("closing %s: %s (%d)", self.client_id, text, close_code)
+        self._close_reason = text
         error = _ABORT_ERRORS.get(close_code)
         if error is not None:
             self._queue(error_message(error, text, now_ms=0))
@@ -245,6 +255,7 @@ class PresenceConsumer(Outbound, AsyncConsumer):
             staff=identity.staff,
         )
         hello, joined = await self.hub.join(room_id, self, player, client_label=label)
+        self.clock_ms = self.hub.now_ms
         self._meter.accepted()
         get_prober().ensure(self.hub)
         hello.server_version = SERVER_VERSION
@@ -252,7 +263,7 @@ class PresenceConsumer(Outbound, AsyncConsumer):
         hello.heartbeat_interval_ms = self.conf.HEARTBEAT_INTERVAL_MS
         hello.capabilities.extend(SERVER_CAPABILITIES)
         self._queue(stamp(pb.Message(server_hello=hello), now_ms=self.hub.now_ms()))
-        logger.info("client %s joined room %s", self.client_id, room_id)
+        logger.debug("client %s joined room %s", self.client_id, room_id)
         await self.hub.publish(room_id, joined)
 
     async def _accept(self, subprotocol: str | None) -> None:
@@ -370,8 +381,8 @@ class PresenceConsumer(Outbound, AsyncConsumer):
             if self.outbox is not None:
                 self._queue(error_message(code, text, now_ms=0))
                 self._close(close_code)
-                assert self._writer is not None
-                await asyncio.wait_for(asyncio.shield(self._writer), CLOSE_FLUSH_SECONDS)
+                if self._writer is not None:  # none once the socket is gone
+                    await asyncio.wait_for(asyncio.shield(self._writer), CLOSE_FLUSH_SECONDS)
             else:
                 if not self._accepted:
                     await self._accept(None)
@@ -420,4 +431,11 @@ class PresenceConsumer(Outbound, AsyncConsumer):
                     bytes_in=self.session.bytes_in,
                     bytes_out=self.bytes_out,
                 )
-                logger.info("client %s left room %s (%d)", self.client_id, self.room_id, close_code)
+                reason = f" {self._close_reason}" if self._close_reason else ""
+                logger.info(
+                    "client %s left room %s (%d%s)",
+                    self.client_id,
+                    self.room_id,
+                    close_code,
+                    reason,
+                )

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from presence import metrics
@@ -52,6 +53,8 @@ class Outbound:
     messages_out: int
     bytes_out: int
     _meter: metrics.ConnectionMeter
+    _peer_gone: bool  # a send failed: the socket is gone, nothing more is written
+    clock_ms: Callable[[], int]  # stamps Batch frames (the hub's clock once joined)
 
     async def _leave_room(self) -> None:
         raise NotImplementedError
@@ -112,8 +115,11 @@ class Outbound:
         """Make sure a writer runs; it exits once the outbox is empty.
 
         No task waits per idle connection: it costs memory that a room full of
-        idle members would pay for nothing.
+        idle members would pay for nothing. Once the socket is gone no writer
+        starts again: what is still queued is dropped with the connection.
         """
+        if self._peer_gone:
+            return
         if self._writer is None or self._writer.done():
             self._writer = asyncio.create_task(self._write_loop())
 
@@ -123,7 +129,12 @@ class Outbound:
         except asyncio.CancelledError:
             raise
         except PeerGone:
-            logger.info("client %s went away while frames were being sent", self.client_id)
+            # A client that drops its TCP connection while frames wait is a
+            # normal end; the connection's one log line comes when it leaves.
+            self._peer_gone = True
+            if self.outbox is not None:
+                self.outbox.drain()
+            logger.debug("client %s went away while frames were being sent", self.client_id)
         except Exception:
             logger.exception("writer of %s failed", self.client_id)
 
@@ -148,9 +159,9 @@ class Outbound:
 
     async def _send_batch(self, batch: TickBatch) -> None:
         """One Batch frame to clients with the ``batch`` capability, else one frame each."""
-        assert self.session is not None and self.hub is not None
-        if BATCH_CAPABILITY in self.session.capabilities:
-            frame = batch.frame(self.client_id, self.encoding, self.hub.now_ms())
+        capabilities = self.session.capabilities if self.session is not None else frozenset()
+        if BATCH_CAPABILITY in capabilities:
+            frame = batch.frame(self.client_id, self.encoding, self.clock_ms())
             if frame is not None:
                 if self.conf.LATENCY_TRACKING_ENABLED:
                     metrics.observe_batch(batch, self.client_id)

@@ -15,6 +15,7 @@ from presence.protocol.batch import TickBatch
 from presence.protocol.codec import EncodedMessage
 from presence.protocol.room import Player
 from tests.clients.communicator import pose
+from tests.clients.live import wait_until
 
 DELIVERY_TIMEOUT = 5.0
 
@@ -122,17 +123,40 @@ async def test_a_hub_ignores_its_own_published_messages(two_hubs: tuple[Hub, Hub
     assert (await carol.next()).chat_message.message == "marker"
 
 
-async def test_last_member_leaving_unsubscribes_the_room(two_hubs: tuple[Hub, Hub]) -> None:
+async def test_last_member_leaving_unsubscribes_the_room_after_the_linger(
+    two_hubs: tuple[Hub, Hub],
+) -> None:
     hub_a, _ = two_hubs
+    hub_a.unsubscribe_linger = 0.05
     alice = RecordingMember("alice")
     await join(hub_a, "r", alice)
     assert "r" in hub_a.bridge.subscribed
     await hub_a.leave("r", alice)
-    assert hub_a.rooms == {} and hub_a.bridge.subscribed == set()
+    assert hub_a.rooms == {} and "r" in hub_a.bridge.subscribed  # lingers
+    await wait_until(lambda: not hub_a.bridge.subscribed, timeout=DELIVERY_TIMEOUT)
+    await hub_a.publisher.drained()
+    assert hub_a.bridge.reader is None
+
+
+async def test_a_member_back_within_the_linger_keeps_the_subscription(
+    two_hubs: tuple[Hub, Hub],
+) -> None:
+    hub_a, hub_b = two_hubs
+    hub_a.unsubscribe_linger = 0.05
+    first, again, bob = RecordingMember("first"), RecordingMember("again"), RecordingMember("bob")
+    await join(hub_a, "r", first)
+    await hub_a.leave("r", first)
+    await join(hub_a, "r", again)
+    hub_a._unsubscribe_if_unused("r")  # what the linger's timer does when it fires
+    await hub_a.publisher.drained()
+    assert "r" in hub_a.bridge.subscribed
+    await join(hub_b, "r", bob)
+    assert (await again.next()).presence_event.client_id == "bob"
 
 
 async def test_a_room_can_be_rejoined_after_the_hub_emptied(two_hubs: tuple[Hub, Hub]) -> None:
     hub_a, hub_b = two_hubs
+    hub_a.unsubscribe_linger = 0  # the group is left as soon as the room empties
     first = RecordingMember("first")
     await join(hub_a, "r", first)
     reader = hub_a.bridge.reader
