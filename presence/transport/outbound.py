@@ -145,14 +145,21 @@ class Outbound:
                 return
             if self._close_code is CloseCode.SLOW_CONSUMER:
                 self.outbox.drain()  # the client resumes; sending more only deepens the backlog
-            for item, seq in self.outbox.drain():
+            for index, (item, seq) in enumerate(self.outbox.drain()):
+                if index:
+                    # Let the server see a lost connection between two frames of a
+                    # backlog: uvicorn writes data frames to a transport that has
+                    # already lost its peer, and asyncio logs every such write.
+                    await asyncio.sleep(0)
+                    if self._peer_gone:
+                        return
                 if isinstance(item, TickBatch):
                     await self._send_batch(item)
                 else:
                     kind = metrics.sent_type(item, track=self.conf.LATENCY_TRACKING_ENABLED)
                     await self._send_frame(item.frame(self.encoding, seq), kind)
             if self._close_code is not None:
-                await self.base_send({"type": "websocket.close", "code": int(self._close_code)})
+                await self._send_event({"type": "websocket.close", "code": int(self._close_code)})
                 self._meter.closed(self._close_code)
                 await self._leave_room()
                 return
@@ -168,7 +175,9 @@ class Outbound:
                 await self._send_frame(frame, pb.BATCH)
             return
         track = self.conf.LATENCY_TRACKING_ENABLED
-        for encoded in batch.for_recipient(self.client_id):
+        for index, encoded in enumerate(batch.for_recipient(self.client_id)):
+            if index:
+                await asyncio.sleep(0)  # as between the items of a backlog
             kind = metrics.sent_type(encoded, track=track)
             await self._send_frame(encoded.frame(self.encoding), kind)
 
@@ -183,6 +192,10 @@ class Outbound:
         self.messages_out += 1
         self.bytes_out += size
         metrics.count_sent(kind, size)
+        await self._send_event(event)
+
+    async def _send_event(self, event: dict[str, Any]) -> None:
+        """Hand one ASGI event to the server; a closed socket raises :class:`PeerGone`."""
         try:
             await self.base_send(event)
         except Exception as exc:  # servers raise their own errors for a closed socket
