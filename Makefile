@@ -54,7 +54,7 @@ chromium:
 	@scripts/ensure-chromium
 
 # With TEST_DATABASE_URL (PostgreSQL) set, the database-facing tests run on it too.
-test: install lint chromium
+test: install chromium lint
 	$(BIN)/pytest
 	@if [ -n "$$TEST_DATABASE_URL" ]; then \
 		echo "== integration tests again on PostgreSQL ($$TEST_DATABASE_URL)"; \
