@@ -12,7 +12,8 @@ ENV PYTHONUNBUFFERED=1 \
 
 WORKDIR /app
 
-# Requirements first, so a code change does not reinstall every wheel.
+# The runtime requirements only (tests, bench and lint tools are in
+# requirements-dev.txt), first, so a code change does not reinstall every wheel.
 COPY requirements.txt ./
 RUN pip install -r requirements.txt
 

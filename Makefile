@@ -6,18 +6,28 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8083
 WS_LIMITS := --websocket-max-message-size 65536 --websocket-max-frame-size 65536
 
-.PHONY: install migrate run run-daphne runserver test unit lint proto bench clean
+.PHONY: install install-runtime chromium migrate run run-daphne runserver test unit lint proto bench clean
 
-$(BIN)/.installed: requirements.txt
+# Two sets: requirements.txt is what runs (`make run`, the Docker image);
+# requirements-dev.txt adds the test, benchmark and lint tools.
+$(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit("Python 3.11+ is required") if sys.version_info < (3, 11) else None'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(BIN)/.installed-runtime: requirements.txt | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -r requirements.txt
 	@touch $@
 
-install: $(BIN)/.installed
+$(BIN)/.installed-dev: requirements.txt requirements-dev.txt | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	@touch $@ $(BIN)/.installed-runtime
 
-migrate: install
+install-runtime: $(BIN)/.installed-runtime  ## only what `make run` needs
+
+install: $(BIN)/.installed-dev  ## the development set: runtime + tests, bench, lint
+
+migrate: install-runtime
 	$(BIN)/python manage.py migrate --noinput
 
 # uvicorn measured faster than daphne (README, "Performance") and waits for a
@@ -38,8 +48,13 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
+# The browser tests drive Debian's /usr/bin/chromium; as root this installs it
+# (apt-get), otherwise it says which command to run. .ci/run uses the same script.
+chromium:
+	@scripts/ensure-chromium
+
 # With TEST_DATABASE_URL (PostgreSQL) set, the database-facing tests run on it too.
-test: install lint
+test: install chromium lint
 	$(BIN)/pytest
 	@if [ -n "$$TEST_DATABASE_URL" ]; then \
 		echo "== integration tests again on PostgreSQL ($$TEST_DATABASE_URL)"; \

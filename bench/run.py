@@ -1,8 +1,8 @@
 """``python -m bench``: baseline a and the service under the same load, one table.
 
-For each target (a, then the service under daphne and/or uvicorn) the runner
-starts the server, measures KB per idle connection and connects per second,
-then sweeps pose fan-out at ``--hz``: rooms of 10 and rooms of 30 with the
+For each target (a, then the service under uvicorn, the default, and/or
+daphne) the runner starts the server, measures KB per idle connection and
+connects per second, then sweeps pose fan-out at ``--hz``: rooms of 10 and rooms of 30 with the
 number of rooms doubling until delivery drops below 99% or p99 passes the
 threshold (then one bisection step), and one room with a growing member
 count. With ``--instances N --layer redis`` the service runs as N processes on
@@ -62,10 +62,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     add = parser.add_argument
     add(
-        "--quick", action="store_true", help="one small scenario per target (~20 s; the test suite)"
+        "--quick",
+        action="store_true",
+        help="one small scenario per target instead of the sweeps (well under a minute)",
     )
     add("--out", default="bench-results", help="folder for results.json, sweep.png and server logs")
-    add("--server", default="daphne", help="daphne, uvicorn, or both: daphne,uvicorn")
+    add(
+        "--server",
+        default="uvicorn",
+        help="uvicorn (what `make run` serves), daphne, or both: daphne,uvicorn",
+    )
     add(
         "--layer", choices=("memory", "redis"), default="memory", help="the service's channel layer"
     )

@@ -1,5 +1,10 @@
 """Django admin: rooms are editable and moderated live; sessions, chat and moderation
-are read-only history."""
+are read-only history.
+
+A room's page shows one live presence panel, read from the presence registry
+(every instance's connections, who is host, who is muted) and refreshed by the
+page from ``<room>/live/`` (JSON, staff only) every ``LIVE_REFRESH_MS``.
+"""
 
 from __future__ import annotations
 
@@ -11,19 +16,45 @@ from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Q, QuerySet
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import get_object_or_404
 from django.template.defaultfilters import truncatechars
 from django.urls import URLPattern, path, reverse
 from django.views.decorators.http import require_POST
 
 from presence import moderation
-from presence.cluster.registry import RegistryUnavailable
+from presence.cluster.hub import BackendUnavailable
+from presence.cluster.registry import RegistryUnavailable, RoomView
 from presence.models import ChatMessage, ConnectionSession, ModerationAction, Room, RoomBan
 from presence.protocol.moderation import Action
 
 logger = logging.getLogger(__name__)
 MAX_BAN_MINUTES = 60 * 24 * 365
+# The panel asks again this often: one registry read (one Redis script) per open page.
+LIVE_REFRESH_MS = 2000
+REGISTRY_DOWN = "The presence registry (Redis) does not answer."
+
+
+def live_rows(view: RoomView) -> dict[str, Any]:
+    """The room's live presence as the panel shows it (the page and its JSON alike)."""
+    return {
+        "room_id": view.room_id,
+        "host_client_id": view.host_client_id,
+        "entity_count": view.entity_count,
+        "message_count": view.message_count,
+        "connections": [
+            {
+                "client_id": c.client_id,
+                "client_label": c.client_label,
+                "user_id": c.user_id,
+                "display_name": c.display_name,
+                "instance_id": c.instance_id,
+                "host": c.client_id == view.host_client_id,
+                "muted": c.muted,
+            }
+            for c in view.connections
+        ],
+    }
 
 
 class ModerationForm(forms.Form):
@@ -75,34 +106,6 @@ class SessionStatusFilter(admin.SimpleListFilter):
         return queryset
 
 
-class PresentSessionInline(admin.TabularInline):
-    """Who is in the room now: its open sessions, oldest first, read-only."""
-
-    model = ConnectionSession
-    verbose_name = "present session"
-    verbose_name_plural = "present now"
-    fields = ("assigned_client_id", "display_name", "external_user_id", "user", "connected_at")
-    readonly_fields = fields
-    extra = 0
-    can_delete = False
-    show_change_link = True
-
-    def get_queryset(self, request: HttpRequest) -> QuerySet[ConnectionSession]:
-        return (
-            super()
-            .get_queryset(request)
-            .filter(disconnected_at__isnull=True)
-            .select_related("user")
-            .order_by("connected_at", "pk")
-        )
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-
 @admin.register(Room)
 class RoomAdmin(admin.ModelAdmin):
     """Rooms: name, lock and capacity are editable; activity counters are not."""
@@ -129,7 +132,6 @@ class RoomAdmin(admin.ModelAdmin):
         "last_active_at",
     )
     readonly_fields = ("created_at", "last_active_at", "peak_occupancy")
-    inlines = (PresentSessionInline,)
     change_form_template = "admin/presence/room/change_form.html"
 
     def get_urls(self) -> list[URLPattern]:
@@ -138,7 +140,12 @@ class RoomAdmin(admin.ModelAdmin):
             self.admin_site.admin_view(require_POST(self.moderate_view)),
             name="presence_room_moderate",
         )
-        return [moderate, *super().get_urls()]
+        live = path(
+            "<path:object_id>/live/",
+            self.admin_site.admin_view(self.live_view),
+            name="presence_room_live",
+        )
+        return [moderate, live, *super().get_urls()]
 
     def change_view(
         self,
@@ -150,11 +157,22 @@ class RoomAdmin(admin.ModelAdmin):
         """The room's page, with who is connected now on every instance."""
         context = dict(extra_context or {})
         try:
-            context["live"] = moderation.live_view(object_id)
+            context["live"] = live_rows(moderation.live_view(object_id))
         except RegistryUnavailable:
-            context["live_error"] = "The presence registry (Redis) does not answer."
+            context["live_error"] = REGISTRY_DOWN
+        context["live_refresh_ms"] = LIVE_REFRESH_MS
         context["moderation_actions"] = [a.value for a in Action]
         return super().change_view(request, object_id, form_url, context)
+
+    def live_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """The room's live presence as JSON, for the panel's refresh (staff only)."""
+        room = get_object_or_404(Room, pk=object_id)
+        if not self.has_view_or_change_permission(request, room):
+            raise PermissionDenied
+        try:  # admin_view marks it never to be cached
+            return JsonResponse(live_rows(moderation.live_view(room.pk)))
+        except RegistryUnavailable:
+            return JsonResponse({"error": REGISTRY_DOWN}, status=503)
 
     def moderate_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         """Kick (optionally ban), mute, unmute, lock or unlock, from the room's page."""
@@ -178,7 +196,7 @@ class RoomAdmin(admin.ModelAdmin):
                 reason=data.get("reason") or "",
                 ban_seconds=60 * (data.get("ban_minutes") or 0),
             )
-        except RegistryUnavailable:
+        except (RegistryUnavailable, BackendUnavailable):
             messages.error(request, "Recorded, but the room could not be told: Redis is down.")
             return HttpResponseRedirect(back)
         target = data.get("target_client_id")
@@ -192,7 +210,7 @@ class RoomAdmin(admin.ModelAdmin):
             action = Action.LOCK if obj.locked else Action.UNLOCK
             try:
                 moderation.moderate_from_admin(room_id=obj.pk, action=action, user=request.user)
-            except RegistryUnavailable:
+            except (RegistryUnavailable, BackendUnavailable):
                 logger.warning("room %s %sed, but its members could not be told", obj.pk, action)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Room]:

@@ -423,6 +423,7 @@ class Hub:
             changes = room.state.take_changes()
         if moderation is not None:  # its database part is written by now
             self.on_access_changed(room_id)
+            await self._record_mute(room_id, moderation)
         self.publisher.send(room_id, broadcasts, moderation=moderation, changes=changes)
 
     async def moderate(self, room_id: str, order: ModerationOrder) -> None:
@@ -431,7 +432,18 @@ class Hub:
         broadcasts = state.moderate(order, now_ms=self.now_ms()).broadcasts
         due = self._route_if_local(room, broadcasts)
         self.enforce(room_id, order)
+        await self._record_mute(room_id, order)
         self._publish(room_id, due, moderation=order)
+
+    async def _record_mute(self, room_id: str, order: ModerationOrder) -> None:
+        """A mute or unmute, marked on the target's registry entry for every reader."""
+        if order.action in (Action.MUTE, Action.UNMUTE):
+            try:
+                await self.registry.set_muted(
+                    room_id, order.target_client_id, order.action is Action.MUTE
+                )
+            except RegistryUnavailable as exc:
+                raise self.backend_failed("registry", exc) from exc
 
     def enforce(self, room_id: str, order: ModerationOrder) -> None:
         """Carry ``order`` out for this process's members of the room."""

@@ -8,7 +8,8 @@ Keys, under ``P = REDIS_CHANNEL_PREFIX``:
 * ``P:room:{room}:members`` -- sorted set: client id -> join order
 * ``P:room:{room}:conn:{client}`` -- hash: instance, user_id, display_name,
   client_label, connected_at (ms), player (a ``PlayerSnapshot`` with the last
-  synced pose); its TTL is a lease its instance renews with every heartbeat
+  synced pose), muted (``1`` once a moderator muted it, ``0`` after an unmute);
+  its TTL is a lease its instance renews with every heartbeat
 * ``P:room:{room}:entities:{owner}`` -- hash: entity id -> ``EntitySnapshot``
 * ``P:room:{room}:host`` -- the host's client id; ``P:room:{room}:seq`` -- join counter
 * ``P:room:{room}:counters`` -- hash: messages (client messages handled, all instances)
@@ -146,20 +147,29 @@ return {host, players, entities, fresh}
 )
 
 # ARGV: prefix, room. Returns {host, {client, instance, user, name, label,
-# connected at}*, entity count}: one consistent reading of the room.
+# connected at, muted}*, entity count}: one consistent reading of the room.
 VIEW_LUA = """
 local base = ARGV[1] .. ':room:' .. ARGV[2]
 local rows, entities = {}, 0
 for _, cid in ipairs(redis.call('ZRANGE', base .. ':members', 0, -1)) do
   local f = redis.call('HMGET', base .. ':conn:' .. cid,
-    'instance', 'user_id', 'display_name', 'client_label', 'connected_at')
+    'instance', 'user_id', 'display_name', 'client_label', 'connected_at', 'muted')
   if f[1] then
-    table.insert(rows, {cid, f[1], f[2] or '', f[3] or '', f[4] or '', f[5] or '0'})
+    table.insert(rows, {cid, f[1], f[2] or '', f[3] or '', f[4] or '', f[5] or '0', f[6] or '0'})
   end
   entities = entities + redis.call('HLEN', base .. ':entities:' .. cid)
 end
 local messages = redis.call('HGET', base .. ':counters', 'messages') or '0'
 return {redis.call('GET', base .. ':host') or '', rows, entities, messages}
+"""
+
+# ARGV: prefix, room, client, "1" or "0". Only a present connection's hash is
+# written: a mute arriving after its leave must not bring the hash back.
+SET_MUTED_LUA = """
+local conn = ARGV[1] .. ':room:' .. ARGV[2] .. ':conn:' .. ARGV[3]
+if redis.call('EXISTS', conn) == 0 then return 0 end
+redis.call('HSET', conn, 'muted', ARGV[4])
+return 1
 """
 
 # ARGV: prefix, room, client, instance.
@@ -306,6 +316,7 @@ class RedisRegistry:
         self._sweep = self.client.register_script(SWEEP_LUA)
         self._retire = self.client.register_script(RETIRE_LUA)
         self._view = self.client.register_script(VIEW_LUA)
+        self._set_muted = self.client.register_script(SET_MUTED_LUA)
 
     async def _run(self, script: Any, *args: Any) -> Any:
         try:
@@ -404,10 +415,15 @@ class RedisRegistry:
                 display_name=_text(name),
                 client_label=_text(label),
                 connected_at_ms=int(_text(at) or 0),
+                muted=_text(muted) == "1",
             )
-            for cid, instance, user, name, label, at in rows
+            for cid, instance, user, name, label, at, muted in rows
         ]
         return RoomView(room_id, _text(host), connections, int(entities), int(_text(messages)))
+
+    async def set_muted(self, room_id: str, client_id: str, muted: bool) -> bool:
+        """Record the mute in the connection's hash; ``False`` if it is not in the room."""
+        return bool(await self._run(self._set_muted, room_id, client_id, "1" if muted else "0"))
 
     async def ping(self) -> None:
         """Raise :class:`RegistryUnavailable` unless Redis answers."""

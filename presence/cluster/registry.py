@@ -68,6 +68,7 @@ class Connection:
     instance_id: str
     client_label: str = ""
     connected_at_ms: int = 0
+    muted: bool = False  # a moderator muted it: its chat and voice are dropped
 
 
 @dataclass(slots=True)
@@ -121,6 +122,9 @@ class Registry(Protocol):
     async def view(self, room_id: str) -> RoomView:
         """The room's connections, host and entity count."""
 
+    async def set_muted(self, room_id: str, client_id: str, muted: bool) -> bool:
+        """Record whether the connection is muted; ``False`` if it is not in the room."""
+
 
 @dataclass(slots=True)
 class _Room:
@@ -129,6 +133,7 @@ class _Room:
     entities: dict[str, dict[str, pb.EntitySnapshot]] = field(default_factory=dict)  # by owner
     host_client_id: str = ""
     messages: int = 0
+    muted: set[str] = field(default_factory=set)
 
 
 class InProcessRegistry:
@@ -159,6 +164,7 @@ class InProcessRegistry:
         if room is None or room.players.pop(client_id, None) is None:
             return None
         room.arrivals.pop(client_id, None)
+        room.muted.discard(client_id)
         gone = Departure(room_id, client_id, list(room.entities.pop(client_id, {})))
         if room.host_client_id == client_id:
             successor = next(iter(room.players.values()), None)
@@ -226,8 +232,20 @@ class InProcessRegistry:
                 instance_id=arrival.instance_id,
                 client_label=arrival.client_label,
                 connected_at_ms=arrival.connected_at_ms,
+                muted=cid in room.muted,
             )
             for cid, arrival in room.arrivals.items()
         ]
         entities = sum(len(owned) for owned in room.entities.values())
         return RoomView(room_id, room.host_client_id, connections, entities, room.messages)
+
+    async def set_muted(self, room_id: str, client_id: str, muted: bool) -> bool:
+        """Record the mute of a member of the room; ``False`` if it is not one."""
+        room = self.rooms.get(room_id)
+        if room is None or client_id not in room.players:
+            return False
+        if muted:
+            room.muted.add(client_id)
+        else:
+            room.muted.discard(client_id)
+        return True

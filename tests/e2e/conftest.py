@@ -18,7 +18,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple, TypeVar
+from typing import TYPE_CHECKING, NamedTuple, TypeVar
 
 import pytest
 import redis
@@ -29,6 +29,14 @@ from presence.protocol import pb
 from tests.clients.live import AdminSession, ClientPool, http_get
 from tests.conftest import REDIS_START_SECONDS, RedisServer, _answers, free_port
 
+try:
+    from playwright.async_api import async_playwright
+except ImportError:  # reported by the `chromium` fixture, so other modules still run
+    async_playwright = None  # type: ignore[assignment]
+
+if TYPE_CHECKING:
+    from playwright.async_api import Browser
+
 PROJECT = Path(__file__).resolve().parents[2]
 PYTHON = Path(sys.executable)
 MAX_WS_BYTES = 64 * 1024  # PROTOCOL.md section 8; the Makefile passes the same numbers
@@ -36,6 +44,16 @@ START_SECONDS = 30.0  # Django start-up is ~1 s; generous for a loaded CI machin
 STOP_SECONDS = 5.0
 POLL_SECONDS = 0.05
 LOG_TAIL_LINES = 60
+# Debian's Chromium, which `make test` and .ci/run install (scripts/ensure-chromium).
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 # The parent's environment must not pick the child's database or channel layer.
 SCRUBBED_ENV = ("REDIS_URL", "REDIS_CHANNEL_PREFIX", "DATABASE_URL", "SQLITE_PATH", "ALLOWED_HOSTS")
 
@@ -226,6 +244,23 @@ def runserver_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Serve
     server = start_server("runserver", tmp, runserver_command, server_env(tmp))
     yield server
     server.stop()
+
+
+@pytest.fixture
+async def chromium() -> AsyncIterator[Browser]:
+    """Headless Debian Chromium driven by Playwright; fails with the reason when it cannot run."""
+    if async_playwright is None:
+        pytest.fail("playwright is not installed: pip install -r requirements-dev.txt")
+    if not CHROMIUM.exists():
+        pytest.fail(f"{CHROMIUM} is missing: run scripts/ensure-chromium (make test does)")
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+        )
+        try:
+            yield browser
+        finally:
+            await browser.close()
 
 
 @pytest.fixture

@@ -1,10 +1,10 @@
-"""``python -m bench --quick`` keeps working: one small scenario against a and daphne.
+"""``python -m bench --quick`` keeps working: one small scenario against a and uvicorn.
 
 Behaviour, not speed: the command exits 0, prints the table and writes
 results.json with every number the issue asks for. It starts its own relay and
-daphne processes on free ports and stops them again. A second run puts two
-uvicorn instances on the suite's Redis (``--instances 2``, issue 5) and checks
-that poses cross between them.
+uvicorn (the default server, as ``make run`` serves) on free ports and stops
+them again. A second run puts two uvicorn instances on the suite's Redis
+(``--instances 2``, issue 5) and checks that poses cross between them.
 """
 
 from __future__ import annotations
@@ -76,7 +76,7 @@ def test_quick_bench_writes_results_for_both_targets(
     results = json.loads((out / "results.json").read_text())
 
     assert {"meta", "targets", "goals"} <= set(results)
-    assert set(results["targets"]) == {"a", "daphne"}
+    assert set(results["targets"]) == {"a", "uvicorn"}
     for name, target in results["targets"].items():
         assert "error" not in target, target["error"]
         assert target["idle"]["kb_per_connection"] > 0
@@ -84,7 +84,7 @@ def test_quick_bench_writes_results_for_both_targets(
         [scenario] = target["scenarios"]
         assert set(scenario) >= SCENARIO_KEYS, name
         assert scenario["delivered"] > 0, name
-    assert results["targets"]["daphne"]["scenarios"][0]["ratio_to_a"] is not None
+    assert results["targets"]["uvicorn"]["scenarios"][0]["ratio_to_a"] is not None
 
 
 def test_quick_bench_draws_the_chart(

@@ -1,12 +1,14 @@
 """The browser client page in a real headless Chromium against a real daphne.
 
-Chromium comes from Debian (``/usr/bin/chromium``; ``.ci/run`` installs it) and is
-driven by Playwright's async API; ``playwright install`` is never needed. A
-missing browser or Playwright is a failure, not a skip.
+Chromium comes from Debian (``/usr/bin/chromium``; ``make test`` and ``.ci/run``
+install it with scripts/ensure-chromium) and is driven by Playwright's async API
+through the ``chromium`` fixture of tests/e2e/conftest.py; ``playwright install``
+is never needed. A missing browser or Playwright is a failure, not a skip.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -15,31 +17,21 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 
-try:
-    from playwright.async_api import async_playwright, expect
-except ImportError:  # reported by the `chromium` fixture, so other modules still run
-    async_playwright = None  # type: ignore[assignment]
+# A missing Playwright is reported by the `chromium` fixture (tests/e2e/conftest.py).
+with contextlib.suppress(ImportError):
+    from playwright.async_api import expect
 
 if TYPE_CHECKING:
     from playwright.async_api import Browser, Locator, Page
 
 pytestmark = pytest.mark.e2e
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 SERVER_START_SECONDS = 30.0
 SERVER_STOP_SECONDS = 10.0
 UI_TIMEOUT_MS = 5_000  # every expectation on the page waits at most this long
@@ -117,23 +109,6 @@ def browser_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
-
-
-@pytest.fixture
-async def chromium() -> AsyncIterator[Browser]:
-    """Headless Debian Chromium; fails with the reason when it cannot run."""
-    if async_playwright is None:
-        pytest.fail("playwright is not installed: pip install -r requirements.txt")
-    if not CHROMIUM.exists():
-        pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium (.ci/run does this)")
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
-        )
-        try:
-            yield browser
-        finally:
-            await browser.close()
 
 
 async def open_page(browser: Browser, base_url: str) -> Page:

@@ -43,7 +43,7 @@ CLOSE_FORBIDDEN = 4403  # PROTOCOL.md section 7: kicked or banned
 CLOSE_ROOM_UNAVAILABLE = 4423  # locked or full
 # An order crosses Redis in milliseconds; the deadline only bounds a failure.
 ORDER_SECONDS = 5.0
-LIVE_ROW = re.compile(r'<tr class="live-connection" data-client-id="([^"]*)">(.*?)</tr>', re.S)
+LIVE_ROW = re.compile(r'<tr class="live-connection" data-client-id="([^"]*)"[^>]*>(.*?)</tr>', re.S)
 
 
 # --- helpers ------------------------------------------------------------------
@@ -226,6 +226,11 @@ async def test_admin_mute_from_a_silences_the_target_on_b_until_unmuted(
             True,
             "loud",
         )
+    # Visible cluster-wide: in Bob's registry entry, and on A's admin page though Bob is on B.
+    assert cluster.conn(room, bob.client_id)["muted"] == b"1"
+    status, page = cluster_admin.get(f"/admin/presence/room/{room}/change/")
+    assert status == 200
+    assert re.search(rf'data-client-id="{bob.client_id}"[^>]* data-muted="true"', page)
 
     await bob.send(chat("can you hear me", message_id="muted-chat"))
     refused = await bob.recv()

@@ -14,11 +14,13 @@ from django.contrib.auth import get_user_model
 from django.test import AsyncClient
 from rest_framework_simplejwt.tokens import AccessToken
 
+from presence.cluster.instance import get_hub
 from presence.models import ModerationAction, Room, RoomBan
 from presence.protocol import pb
 from presence.protocol.codes import CloseCode, ErrorCode
 from presence.storage.history import get_history
 from tests.clients.communicator import ProtocolClient
+from tests.conftest import closed_redis_url, layer_config
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -58,8 +60,16 @@ def kick(target: str, reason: str = "") -> pb.Message:
     )
 
 
-def mute(target: str, muted: bool = True) -> pb.Message:
-    return pb.Message(mute_player=pb.MutePlayer(target_client_id=target, muted=muted))
+def mute(target: str, muted: bool = True, message_id: str = "") -> pb.Message:
+    return pb.Message(
+        message_id=message_id, mute_player=pb.MutePlayer(target_client_id=target, muted=muted)
+    )
+
+
+async def muted_in_registry() -> dict[str, bool]:
+    """Who the registry (every instance's view) says is muted, by client id."""
+    view = await get_hub().registry.view(ROOM)
+    return {c.client_id: c.muted for c in view.connections}
 
 
 def lock(locked: bool = True) -> pb.Message:
@@ -156,6 +166,24 @@ async def test_a_muted_member_is_not_heard_until_unmuted() -> None:
     assert [a[0] for a in await actions()] == ["mute", "unmute"]
 
 
+async def test_a_client_mute_is_recorded_in_the_registry_for_every_reader() -> None:
+    alice = await joined("alice")
+    mo, _ = await staff_client()
+    bob = await joined("bob")
+
+    await mo.send(mute(bob.client_id, message_id="m1"))
+    assert (await mo.recv_kind("ack")).ack.message_id == "m1"  # after the order went out
+    assert await muted_in_registry() == {
+        alice.client_id: False,
+        mo.client_id: False,
+        bob.client_id: True,
+    }
+
+    await mo.send(mute(bob.client_id, muted=False, message_id="m2"))
+    assert (await mo.recv_kind("ack")).ack.message_id == "m2"
+    assert not any((await muted_in_registry()).values())
+
+
 # --- orders from the admin ----------------------------------------------------
 
 
@@ -215,6 +243,58 @@ async def test_an_admin_mute_silences_chat_and_unmute_restores_it() -> None:
     assert (await alice.recv_kind("chat_message")).chat_message.message == "hello"
 
 
+async def test_an_admin_mute_shows_on_the_room_page_and_in_its_live_json() -> None:
+    alice = await joined("alice")
+    bob = await joined("bob")
+    admin = await admin_client()
+
+    await moderate(admin, action="mute", target_client_id=bob.client_id)
+
+    assert await muted_in_registry() == {alice.client_id: False, bob.client_id: True}
+    page = (await admin.get(f"/admin/presence/room/{ROOM}/change/")).content.decode()
+    assert f'data-client-id="{bob.client_id}" data-host="false" data-muted="true"' in page
+    assert f'data-client-id="{alice.client_id}" data-host="true" data-muted="false"' in page
+    live = await admin.get(f"/admin/presence/room/{ROOM}/live/")
+    assert live.status_code == 200 and "no-store" in live["Cache-Control"]
+    assert [(c["client_id"], c["host"], c["muted"]) for c in live.json()["connections"]] == [
+        (alice.client_id, True, False),
+        (bob.client_id, False, True),
+    ]
+
+
+async def test_the_live_json_lists_what_the_room_page_lists() -> None:
+    alice = await joined("alice")
+    await joined("bob", room="elsewhere")
+    live = (await (await admin_client()).get(f"/admin/presence/room/{ROOM}/live/")).json()
+
+    assert live["room_id"] == ROOM and live["host_client_id"] == alice.client_id
+    assert live["connections"] == [
+        {
+            "client_id": alice.client_id,
+            "client_label": "",
+            "user_id": "alice",
+            "display_name": "alice",
+            "instance_id": get_hub().instance_id,
+            "host": True,
+            "muted": False,
+        }
+    ]
+
+
+async def test_the_live_json_is_for_staff_only() -> None:
+    await joined("alice")
+    client = AsyncClient()
+    await client.aforce_login(await make_user("guest"))
+    for who in (AsyncClient(), client):
+        response = await who.get(f"/admin/presence/room/{ROOM}/live/")
+        assert response.status_code == 302 and "/admin/login/" in response["Location"]
+
+
+async def test_the_live_json_of_an_unknown_room_is_404() -> None:
+    response = await (await admin_client()).get("/admin/presence/room/nowhere/live/")
+    assert response.status_code == 404
+
+
 async def test_an_admin_lock_is_heard_and_refuses_joins_at_once() -> None:
     alice = await joined("alice")
     await moderate(await admin_client(), action="lock", reason="closing")
@@ -237,3 +317,21 @@ async def test_non_staff_cannot_moderate_from_the_admin() -> None:
     response = await client.post(f"/admin/presence/room/{ROOM}/moderate/", {"action": "lock"})
     assert response.status_code == 302 and "/admin/login/" in response["Location"]
     assert await actions() == []
+
+
+async def test_the_live_json_answers_503_when_the_registry_is_unreachable(
+    settings: Any, redis_prefix: str
+) -> None:
+    await database_sync_to_async(Room.objects.create)(id=ROOM)
+    url = closed_redis_url()
+    settings.CHANNEL_LAYERS = layer_config("redis", url, redis_prefix)
+    settings.PRESENCE = {
+        **settings.PRESENCE,
+        "REDIS_URL": url,
+        "REDIS_CHANNEL_PREFIX": redis_prefix,
+    }
+
+    response = await (await admin_client()).get(f"/admin/presence/room/{ROOM}/live/")
+
+    assert response.status_code == 503
+    assert response.json() == {"error": "The presence registry (Redis) does not answer."}

@@ -657,6 +657,35 @@ async def test_late_writes_store_nothing_for_departed_members(
     assert [k for k in keys if "doomed" in k] == []
 
 
+async def test_a_late_mute_creates_no_key_for_a_departed_member(
+    make_redis: Callable[[float], RedisRegistry], redis_keys: redis.Redis, redis_prefix: str
+) -> None:
+    """The mute is written into the connection's hash only while the hash exists."""
+    registry = make_redis(LONG_LEASE_SECONDS)
+    await join(registry, "doomed-1")
+    await join(registry, "alive-1")
+    await registry.leave(ROOM, EAST, "doomed-1")
+
+    await registry.set_muted(ROOM, "doomed-1", True)
+
+    keys = [k.decode() for k in redis_keys.scan_iter(match=f"{redis_prefix}:*")]
+    assert [k for k in keys if "doomed" in k] == []
+
+
+async def test_the_mute_lives_in_the_connection_hash_and_keeps_its_lease(
+    make_redis: Callable[[float], RedisRegistry], redis_keys: redis.Redis, redis_prefix: str
+) -> None:
+    """``muted`` is a field of ``conn:{client}``, whose lease the write leaves alone."""
+    registry = make_redis(LONG_LEASE_SECONDS)
+    await join(registry, "alice")
+    conn = f"{redis_prefix}:room:{ROOM}:conn:alice"
+
+    await registry.set_muted(ROOM, "alice", True)
+
+    assert redis_keys.hget(conn, "muted") == b"1"
+    assert redis_keys.pttl(conn) > 5_000
+
+
 OPERATIONS: dict[str, Callable[[RedisRegistry], Awaitable[object]]] = {
     "join": lambda r: join(r, "alice"),
     "leave": lambda r: r.leave(ROOM, EAST, "alice"),
@@ -665,6 +694,7 @@ OPERATIONS: dict[str, Callable[[RedisRegistry], Awaitable[object]]] = {
     "heartbeat": lambda r: r.heartbeat(EAST),
     "sweep": lambda r: r.sweep(),
     "retire": lambda r: r.retire(EAST, set()),
+    "set_muted": lambda r: r.set_muted(ROOM, "alice", True),
 }
 
 
@@ -766,6 +796,50 @@ async def test_view_of_an_unknown_room_is_empty(registry: Registry) -> None:
     """No members, no host, nothing: not an error."""
     view = await registry.view("nobody-here")
     assert (view.host_client_id, view.connections, view.entity_count) == ("", [], 0)
+
+
+async def test_a_mute_recorded_by_one_instance_shows_in_every_view(
+    registry: Registry, peer: Registry
+) -> None:
+    """Muted connections are marked for whoever reads the room; an unmute clears it."""
+    await join(registry, "alice", instance=EAST)
+    await join(peer, "bob", instance=WEST)
+
+    assert await registry.set_muted(ROOM, "bob", True) is True
+
+    muted = {c.client_id: c.muted for c in (await peer.view(ROOM)).connections}
+    assert muted == {"alice": False, "bob": True}
+    assert await peer.set_muted(ROOM, "bob", False) is True
+    assert [c.muted for c in (await registry.view(ROOM)).connections] == [False, False]
+
+
+async def test_muting_a_connection_that_is_not_in_the_room_records_nothing(
+    registry: Registry,
+) -> None:
+    """A mute that arrives after its target left (or names nobody) changes no view."""
+    await join(registry, "alice")
+    await join(registry, "bob")
+    await registry.leave(ROOM, EAST, "bob")
+
+    assert await registry.set_muted(ROOM, "bob", True) is False
+    assert await registry.set_muted("nobody-here", "alice", True) is False
+    assert [(c.client_id, c.muted) for c in (await registry.view(ROOM)).connections] == [
+        ("alice", False)
+    ]
+
+
+async def test_a_muted_connection_that_leaves_and_a_new_one_with_its_id_is_not_muted(
+    registry: Registry,
+) -> None:
+    """The mark goes with the connection: nothing of it survives the leave."""
+    await join(registry, "alice")
+    await join(registry, "bob")
+    await registry.set_muted(ROOM, "bob", True)
+    await registry.leave(ROOM, EAST, "bob")
+
+    await join(registry, "bob")
+
+    assert [c.muted for c in (await registry.view(ROOM)).connections] == [False, False]
 
 
 async def test_view_counts_the_messages_written_by_every_instance(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from django.forms.models import BaseInlineFormSet
 from django.test import Client
 from django.urls import reverse
 
@@ -153,28 +152,20 @@ def test_chat_search_matches_sender_and_text(admin_client: Client, lobby: dict[s
     assert len(changelist_pks(admin_client, "chatmessage", {"q": "zed"})) == 1
 
 
-def test_room_change_page_lists_only_present_sessions(
+def test_room_page_shows_presence_from_the_registry_not_from_open_history_rows(
     admin_client: Client, lobby: dict[str, int]
 ) -> None:
+    # Paula's history row is open, but the registry holds nobody (as just after a
+    # kick, before her row is closed): one panel, and it says nobody is here.
     response = admin_client.get(reverse("admin:presence_room_change", args=["lobby"]))
 
     assert response.status_code == 200
-    assert b"Paula" in response.content
-    assert b"c-present" in response.content
-    assert b"Gary" not in response.content
-    assert b"c-gone" not in response.content
-
-
-def inline_post_data(formset: BaseInlineFormSet) -> dict[str, str]:
-    """What the browser posts back for a read-only inline: management form and row keys."""
-    data = {
-        f"{formset.prefix}-{key}": str(value)
-        for key, value in formset.management_form.initial.items()
-    }
-    for form in formset.forms:
-        data[form.add_prefix("id")] = str(form.instance.pk)
-        data[form.add_prefix("room")] = str(form.instance.room_id)
-    return data
+    assert response.context["inline_admin_formsets"] == []
+    page = response.content.decode()
+    assert "inline-group" not in page  # no second list of who is here
+    assert "c-present" not in page and "Paula" not in page
+    assert "Nobody is connected." in page
+    assert f"{reverse('admin:presence_connectionsession_changelist')}?room__id__exact=lobby" in page
 
 
 def test_room_change_page_saves_editable_fields(
@@ -183,30 +174,20 @@ def test_room_change_page_saves_editable_fields(
     url = reverse("admin:presence_room_change", args=["lobby"])
     page = admin_client.get(url)
     assert "id" not in page.context["adminform"].form.fields  # the pk is read-only once created
-    inline = page.context["inline_admin_formsets"][0].formset
-    data = {"name": "Main lobby", "locked": "on", "max_occupancy": "12", **inline_post_data(inline)}
+    data = {"name": "Main lobby", "locked": "on", "max_occupancy": "12"}
 
-    # A present session leaving between loading and saving the page must not break the save.
-    close_session(lobby["present"])
     response = admin_client.post(url, data)
 
     assert response.status_code == 302
     room = Room.objects.get(pk="lobby")
     assert (room.name, room.locked, room.max_occupancy) == ("Main lobby", True, 12)
     assert room.peak_occupancy == 2
-    assert ConnectionSession.objects.get(pk=lobby["present"]).close_code == 1000
 
 
 def test_room_can_be_added_with_a_valid_id(admin_client: Client) -> None:
     response = admin_client.post(
         reverse("admin:presence_room_add"),
-        {
-            "id": "new-room",
-            "name": "",
-            "max_occupancy": "",
-            "sessions-TOTAL_FORMS": "0",
-            "sessions-INITIAL_FORMS": "0",
-        },
+        {"id": "new-room", "name": "", "max_occupancy": ""},
     )
 
     assert response.status_code == 302
@@ -216,7 +197,7 @@ def test_room_can_be_added_with_a_valid_id(admin_client: Client) -> None:
 def test_room_add_rejects_an_invalid_id(admin_client: Client) -> None:
     response = admin_client.post(
         reverse("admin:presence_room_add"),
-        {"id": "bad id!", "sessions-TOTAL_FORMS": "0", "sessions-INITIAL_FORMS": "0"},
+        {"id": "bad id!"},
     )
 
     assert response.status_code == 200
