@@ -25,7 +25,7 @@ from pathlib import Path
 from bench import procstat
 
 PROJECT = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent  # daphne and uvicorn of the running virtualenv
+BIN = Path(sys.executable).parent  # uvicorn of the running virtualenv
 HOST = "127.0.0.1"  # the benchmark only ever targets this machine
 MAX_WS_BYTES = 64 * 1024  # PROTOCOL.md section 8, as the Makefile passes it
 START_SECONDS = 30.0
@@ -102,11 +102,19 @@ def relay_command(port: int) -> list[str]:
     return [sys.executable, "-m", "bench.baseline_relay", "--host", HOST, "--port", str(port)]
 
 
-def service_command(server: str, port: int) -> list[str]:
-    """The service under ``daphne`` or ``uvicorn``, with the 64 KiB frame limits."""
+def service_command(server: str, port: int, *, quiet: bool = True) -> list[str]:
+    """The service under ``daphne`` or ``uvicorn``, as the Makefile starts it, on ``port``.
+
+    The same options as ``make run-daphne`` and ``make run`` (and the
+    Dockerfile): 64 KiB frame limits, daphne through ``graphwiz.daphne_cli``
+    (its access log redacted). ``quiet`` (the benchmark) turns uvicorn's
+    access log and INFO lines off: they would be measured too.
+    """
     if server == "daphne":
         return [
-            str(BIN / "daphne"),
+            sys.executable,
+            "-m",
+            "graphwiz.daphne_cli",
             "-b",
             HOST,
             "-p",
@@ -118,7 +126,7 @@ def service_command(server: str, port: int) -> list[str]:
             "graphwiz.asgi:application",
         ]
     if server == "uvicorn":
-        return [
+        command = [
             str(BIN / "uvicorn"),
             "graphwiz.asgi:application",
             "--host",
@@ -132,10 +140,10 @@ def service_command(server: str, port: int) -> list[str]:
             str(MAX_WS_BYTES),
             "--ws-per-message-deflate",
             "false",
-            "--no-access-log",
-            "--log-level",
-            "warning",
         ]
+        if quiet:
+            command += ["--no-access-log", "--log-level", "warning"]
+        return command
     raise ValueError(f"unknown server {server!r}; choose from {', '.join(SERVERS)}")
 
 

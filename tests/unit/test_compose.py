@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
+import shlex
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -444,3 +445,108 @@ def test_duration_parser_reads_compose_and_nginx_units() -> None:
     assert seconds("1h") == ONE_HOUR
     assert seconds("1m30s") == 90
     assert seconds("3600") == ONE_HOUR
+
+
+# --- nginx: no credential in the access log ------------------------------------
+
+# Variables whose value can hold a query string (and so a token).
+_QUERY_BEARING = ("$request ", "$request_uri", "$args", "$query_string", "$http_referer", "$arg_")
+
+
+def log_formats(conf: str) -> dict[str, str]:
+    """Each ``log_format NAME '...' '...';`` as its name and its joined format text."""
+    formats = {}
+    for name, body in re.findall(r"(?ms)^\s*log_format\s+(\S+)\s+(.*?);\s*$", conf):
+        formats[name] = "".join(re.findall(r"'([^']*)'", body))
+    return formats
+
+
+def nginx_maps(conf: str) -> dict[str, tuple[str, list[tuple[str, str]]]]:
+    """``map $src $dst { key value; ... }`` blocks: ``{"$dst": ("$src", [(key, value)])}``."""
+    maps = {}
+    for source, target, body in re.findall(r"\bmap\s+(\$\w+)\s+(\$\w+)\s*\{([^}]*)\}", conf):
+        entries = [shlex.split(line)[:2] for line in body.split(";") if line.strip()]
+        maps[target] = (source, [(key, value) for key, value in entries])
+    return maps
+
+
+def apply_map(entries: list[tuple[str, str]], value: str, variables: dict[str, str]) -> str:
+    """What nginx sets a map's variable to for ``value`` (regex keys, named captures)."""
+    default = ""
+    for key, result in entries:
+        if key == "default":
+            default = result
+            continue
+        if key.startswith("~"):
+            # nginx's PCRE "(?<name>" is Python's "(?P<name>"; "~*" would be case-insensitive.
+            flags = re.IGNORECASE if key.startswith("~*") else 0
+            pattern = re.sub(r"\(\?<(\w+)>", r"(?P<\1>", key.lstrip("~*"))
+            match = re.search(pattern, value, flags)
+            if match:
+                captured = {f"${name}": text for name, text in match.groupdict().items()}
+                return substitute(result, {**variables, **captured})
+        elif key == value:
+            return substitute(result, variables)
+    return substitute(default, variables)
+
+
+def substitute(template: str, variables: dict[str, str]) -> str:
+    """``template`` with its ``$name`` variables replaced (longest names first)."""
+    for name in sorted(variables, key=len, reverse=True):
+        template = template.replace(name, variables[name])
+    return template
+
+
+def logged_line(conf: str, format_name: str, request: dict[str, str]) -> str:
+    """The access-log line nginx writes for ``request`` (its variables), maps applied."""
+    variables = dict(request)
+    for target, (source, entries) in nginx_maps(conf).items():
+        if source in variables:
+            variables[target] = apply_map(entries, variables[source], variables)
+    return substitute(log_formats(conf)[format_name], variables)
+
+
+def test_every_access_log_uses_a_format_without_raw_query_strings(nginx_conf: str) -> None:
+    logs = directives(nginx_conf, "access_log")
+    assert logs, "nginx would fall back to the image's 'combined' format, which logs $request"
+    formats = log_formats(nginx_conf)
+    for args in logs:
+        words = args.split()
+        if words == ["off"]:
+            continue
+        assert len(words) >= 2 and words[1] in formats, f"access_log without our format: {args}"
+        text = formats[words[1]] + " "
+        leaking = [name for name in _QUERY_BEARING if name in text]
+        assert not leaking, f"log_format {words[1]} writes {leaking}"
+
+
+def test_nginx_logs_a_token_in_the_query_or_the_referer_as_a_redaction_marker(
+    nginx_conf: str,
+) -> None:
+    token = "eyJ-secret-token"
+    (args,) = directives(nginx_conf, "access_log")
+    request = {
+        "$remote_addr": "198.51.100.7",
+        "$remote_user": "-",
+        "$time_local": "01/Jan/2026:00:00:00 +0000",
+        "$request_method": "GET",
+        "$request_uri": f"/ws/hall?user_id=7&auth_token={token}&session_id={token}",
+        "$server_protocol": "HTTP/1.1",
+        "$status": "101",
+        "$body_bytes_sent": "0",
+        "$http_referer": f"https://app.example.com/?token={token}",
+        "$http_user_agent": "quest-3",
+    }
+
+    line = logged_line(nginx_conf, args.split()[1], request)
+
+    assert token not in line
+    assert "/ws/hall?[REDACTED]" in line
+    assert "https://app.example.com/?[REDACTED]" in line
+
+
+def test_nginx_logs_a_path_without_a_query_as_it_is(nginx_conf: str) -> None:
+    (args,) = directives(nginx_conf, "access_log")
+    request = {"$request_uri": "/health", "$http_referer": "-", "$request_method": "GET"}
+
+    assert '"GET /health ' in logged_line(nginx_conf, args.split()[1], request)
