@@ -22,7 +22,9 @@ migrate: install
 
 # uvicorn measured faster than daphne (README, "Performance") and waits for a
 # slow reader's socket, so the service's own bounded outbox absorbs the backlog.
-UVICORN_WS := --ws websockets-sansio --ws-max-size 65536 --ws-per-message-deflate false
+# --no-proxy-headers: uvicorn would otherwise believe X-Forwarded-For from
+# 127.0.0.1; only TRUSTED_PROXIES decides (presence/transport/ratelimits.py).
+UVICORN_WS := --ws websockets-sansio --ws-max-size 65536 --ws-per-message-deflate false --no-proxy-headers
 
 run: migrate  ## serve HTTP + WebSocket with uvicorn on $(HOST):$(PORT)
 	$(BIN)/uvicorn graphwiz.asgi:application --host $(HOST) --port $(PORT) $(UVICORN_WS)

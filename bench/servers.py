@@ -107,8 +107,9 @@ def service_command(server: str, port: int, *, quiet: bool = True) -> list[str]:
 
     The same options as ``make run-daphne`` and ``make run`` (and the
     Dockerfile): 64 KiB frame limits, daphne through ``graphwiz.daphne_cli``
-    (its access log redacted). ``quiet`` (the benchmark) turns uvicorn's
-    access log and INFO lines off: they would be measured too.
+    (its access log redacted), no proxy headers believed by the server
+    itself. ``quiet`` (the benchmark) turns uvicorn's access log and INFO
+    lines off: they would be measured too.
     """
     if server == "daphne":
         return [
@@ -140,6 +141,9 @@ def service_command(server: str, port: int, *, quiet: bool = True) -> list[str]:
             str(MAX_WS_BYTES),
             "--ws-per-message-deflate",
             "false",
+            # uvicorn believes X-Forwarded-For from 127.0.0.1 by default; only
+            # TRUSTED_PROXIES may (presence/transport/ratelimits.py).
+            "--no-proxy-headers",
         ]
         if quiet:
             command += ["--no-access-log", "--log-level", "warning"]

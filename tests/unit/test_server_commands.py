@@ -121,3 +121,26 @@ def test_daphne_is_started_through_the_redacting_entry_point(where: str) -> None
     argv = daphne_lines()[where]
     assert Path(argv[0]).name != "daphne", f"{where}: {argv}"
     assert argv[1:3] == ["-m", "graphwiz.daphne_cli"], f"{where}: {argv}"
+
+
+# --- X-Forwarded-For: only TRUSTED_PROXIES decides -----------------------------------
+
+
+@pytest.mark.parametrize("where", sorted(uvicorn_lines()))
+def test_uvicorn_never_rewrites_the_client_address_from_proxy_headers(where: str) -> None:
+    # By default uvicorn believes X-Forwarded-For from 127.0.0.1 and rewrites
+    # the peer address before the service sees it.
+    argv = uvicorn_lines()[where]
+    assert "--no-proxy-headers" in argv, f"{where}: {argv}"
+    assert "--proxy-headers" not in argv and "--forwarded-allow-ips" not in argv
+
+
+@pytest.mark.parametrize("where", sorted(daphne_lines()))
+def test_daphne_is_not_asked_to_believe_proxy_headers(where: str) -> None:
+    argv = daphne_lines()[where]
+    assert not [word for word in argv if word.startswith("--proxy-headers")], f"{where}: {argv}"
+
+
+def test_runserver_is_not_asked_to_believe_proxy_headers() -> None:
+    # daphne's runserver passes no forwarded-address header to its server.
+    assert not [word for word in make_recipe("runserver") if "proxy" in word]
