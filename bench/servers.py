@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -35,6 +36,8 @@ LOG_TAIL_LINES = 30
 # The parent's environment must not choose the child's database or channel layer.
 SCRUBBED_ENV = ("REDIS_URL", "REDIS_CHANNEL_PREFIX", "DATABASE_URL", "SQLITE_PATH", "ALLOWED_HOSTS")
 SERVERS = ("daphne", "uvicorn")
+# DEBUG is off, so the service wants a real secret; one per run, shared by its instances.
+SECRET_KEY = secrets.token_urlsafe(50)
 
 _http = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # no proxy for 127.0.0.1
 
@@ -65,7 +68,7 @@ def service_env(
     env.update(
         DJANGO_SETTINGS_MODULE="graphwiz.settings",
         DEBUG="false",
-        SECRET_KEY="bench",
+        SECRET_KEY=SECRET_KEY,
         ALLOWED_HOSTS="127.0.0.1,localhost",
         SQLITE_PATH=str(tmp / "bench.sqlite3"),
         # The connection-rate limit protects production from one noisy IP; here

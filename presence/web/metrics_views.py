@@ -1,7 +1,7 @@
 """``/metrics`` and ``/metrics/report``, and who may read them.
 
-Both are open unless ``PRESENCE_METRICS_ALLOWED_NETWORKS`` lists networks;
-then only clients in them get an answer (403 otherwise). The client is the
+Only clients in ``PRESENCE_METRICS_ALLOWED_NETWORKS`` (by default loopback
+and the private ranges) get an answer, anyone else 403. The client is the
 peer, or behind ``TRUSTED_PROXIES`` the address in ``X-Forwarded-For``, as
 for the WebSocket limits (:func:`presence.transport.ratelimits.client_ip`).
 
@@ -39,8 +39,6 @@ NORMAL_CLOSES = frozenset(
 def metrics_client_allowed(request: HttpRequest) -> bool:
     """Whether the client of ``request`` may read the metrics."""
     conf = presence_settings()
-    if not conf.METRICS_ALLOWED_NETWORKS:
-        return True
     forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
     scope: dict[str, Any] = {
         "client": (request.META.get("REMOTE_ADDR"), 0),
@@ -55,7 +53,7 @@ def metrics_client_allowed(request: HttpRequest) -> bool:
 
 
 def metrics_access(view: View) -> View:
-    """Answer ``view`` only to clients in ``METRICS_ALLOWED_NETWORKS`` (when set)."""
+    """Answer ``view`` only to clients in ``METRICS_ALLOWED_NETWORKS``."""
 
     @functools.wraps(view)
     def guarded(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:

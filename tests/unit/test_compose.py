@@ -290,8 +290,18 @@ def test_debug_is_off(environment: dict[str, str]) -> None:
     assert environment["DEBUG"] == "false"
 
 
-def test_secret_key_comes_from_the_host_environment(environment: dict[str, str]) -> None:
-    assert re.fullmatch(r"\$\{SECRET_KEY:-[^}]+\}", environment["SECRET_KEY"])
+def test_secret_key_comes_from_the_host_environment_without_a_default(
+    environment: dict[str, str],
+) -> None:
+    # ${SECRET_KEY:?message}: compose refuses to start without it. A default
+    # would be public, in this file, and would sign everyone's tokens.
+    assert re.fullmatch(r"\$\{SECRET_KEY:\?[^}]+\}", environment["SECRET_KEY"])
+
+
+def test_no_service_has_a_secret_key_default(compose: dict[str, Any]) -> None:
+    text = COMPOSE_FILE.read_text(encoding="utf-8")
+    assert not re.search(r"SECRET_KEY:-", text)
+    assert "change-me" not in re.sub(r"#[^\n]*", "", text)
 
 
 def test_database_url_points_at_the_postgres_service(
@@ -413,7 +423,8 @@ def test_upstream_follows_instances_that_change_address(
 
 def test_every_request_goes_to_the_upstream(upstreams: dict[str, str], nginx_conf: str) -> None:
     (name,) = upstreams
-    assert directives(nginx_conf, "proxy_pass") == [f"http://{name}"]
+    passes = directives(nginx_conf, "proxy_pass")
+    assert passes and set(passes) == {f"http://{name}"}
 
 
 def test_websocket_upgrade_is_passed_through(nginx_conf: str) -> None:
@@ -550,3 +561,43 @@ def test_nginx_logs_a_path_without_a_query_as_it_is(nginx_conf: str) -> None:
     request = {"$request_uri": "/health", "$http_referer": "-", "$request_method": "GET"}
 
     assert '"GET /health ' in logged_line(nginx_conf, args.split()[1], request)
+
+
+# --- /metrics: the internal network only ----------------------------------------
+
+
+def metrics_location(conf: str) -> str:
+    """The body of the location that matches ``/metrics`` and ``/metrics/report``."""
+    for pattern, body in re.findall(r"\blocation\s+~\s+(\S+)\s*\{([^}]*)\}", conf):
+        if all(re.search(pattern, path) for path in ("/metrics", "/metrics/report")):
+            assert not re.search(pattern, "/metricsx") and not re.search(pattern, "/ws/metrics")
+            return str(body)
+    raise AssertionError("no regex location matches /metrics and /metrics/report")
+
+
+def test_nginx_serves_metrics_to_private_networks_and_denies_everyone_else(
+    nginx_conf: str, upstreams: dict[str, str]
+) -> None:
+    body = metrics_location(nginx_conf)
+    rules = re.findall(r"(?m)^\s*(allow|deny)\s+([^;]+);", body)
+    assert rules[-1] == ("deny", "all"), "everything not allowed must be denied"
+    allowed = [ipaddress.ip_network(net) for verb, net in rules if verb == "allow"]
+    assert allowed and all(net.is_private for net in allowed)
+    assert [verb for verb, _ in rules].count("deny") == 1
+    (name,) = upstreams
+    assert directives(body, "proxy_pass") == [f"http://{name}"]
+
+
+def test_instances_keep_metrics_to_the_networks_nginx_allows(
+    environment: dict[str, str], nginx_conf: str
+) -> None:
+    # The instances judge the client behind nginx (TRUSTED_PROXIES): the same list.
+    body = metrics_location(nginx_conf)
+    nginx_allowed = {
+        ipaddress.ip_network(net) for net in re.findall(r"(?m)^\s*allow\s+([^;]+);", body)
+    }
+    instance_allowed = {
+        ipaddress.ip_network(net)
+        for net in environment["PRESENCE_METRICS_ALLOWED_NETWORKS"].split(",")
+    }
+    assert instance_allowed == nginx_allowed
