@@ -194,5 +194,20 @@ def identify(query: dict[str, str], *, room_id: str, dev_auth: bool) -> Identity
         )
     if len(user_id) > MAX_USER_ID or not user_id.isprintable():
         raise AuthRefused(ErrorCode.BAD_MESSAGE, CloseCode.BAD_REQUEST, "invalid user_id")
-    logger.warning("development-mode identity accepted")
+    _warn_dev_mode_once()
     return Identity(user_id=user_id, display_name=user_id)
+
+
+DEV_MODE_WARNING = (
+    "development mode (PRESENCE_DEV_AUTH): connections are accepted on a bare user_id "
+    "without a token; said once per process, each one is counted in "
+    "presence_dev_auth_connections_total"
+)
+_dev_mode_warned = False  # a warning per connection flooded the log
+
+
+def _warn_dev_mode_once() -> None:
+    global _dev_mode_warned
+    if not _dev_mode_warned:
+        _dev_mode_warned = True
+        logger.warning(DEV_MODE_WARNING)
