@@ -9,6 +9,7 @@ the entry points print it and exit (graphwiz/startup.py).
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Mapping
 
 from django.core.exceptions import ImproperlyConfigured
@@ -80,6 +81,23 @@ def env_choice(env: Mapping[str, str], name: str, default: str, choices: tuple[s
         if value.lower() == choice.lower():
             return choice
     raise EnvError(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
+
+
+_RATE = re.compile(r"(\d+)/(s|sec|second|m|min|minute|h|hour|d|day)", re.IGNORECASE)
+
+
+def env_rate(env: Mapping[str, str], name: str, default: str) -> str:
+    """Read ``name`` as a request rate for Django REST framework: ``5/minute``, ``100/hour``."""
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    match = _RATE.fullmatch(raw.strip().replace(" ", ""))
+    if match is None or int(match.group(1)) < 1:
+        raise EnvError(
+            f"{name} must be a rate like 5/minute (a number of at least 1, then "
+            f"/second, /minute, /hour or /day), got {raw!r}"
+        )
+    return f"{int(match.group(1))}/{match.group(2).lower()}"
 
 
 def env_networks(

@@ -20,6 +20,7 @@ from graphwiz.envparse import (
     env_int,
     env_list,
     env_networks,
+    env_rate,
     env_secret_key,
 )
 
@@ -203,6 +204,29 @@ REST_FRAMEWORK = {
         "rest_framework_simplejwt.authentication.JWTAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
+    # presence/web/api/throttles.py: password guesses per client address and
+    # per username, refreshes per client address.
+    "DEFAULT_THROTTLE_RATES": {
+        "token_ip": env_rate(ENV, "API_TOKEN_RATE_PER_IP", "30/minute"),
+        "token_username": env_rate(ENV, "API_TOKEN_RATE_PER_USERNAME", "5/minute"),
+        "token_refresh_ip": env_rate(ENV, "API_TOKEN_REFRESH_RATE_PER_IP", "60/minute"),
+    },
+}
+# The throttles' counts: in Redis with REDIS_URL, so a limit holds however many
+# instances the attempts are spread over; else in this process.
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+    "throttle": (
+        {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": f"{REDIS_CHANNEL_PREFIX}:throttle",
+            # A stalled Redis answers the login in seconds (503), not never.
+            "OPTIONS": {"socket_timeout": 2, "socket_connect_timeout": 2},
+        }
+        if REDIS_URL
+        else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "throttle"}
+    ),
 }
 SIMPLE_JWT = {
     "ACCESS_TOKEN_LIFETIME": timedelta(

@@ -27,7 +27,7 @@ from presence import metrics
 from presence.conf import presence_settings
 from presence.latency import LATENCY_KINDS, Summary
 from presence.protocol.codes import CloseCode
-from presence.transport.ratelimits import client_ip, in_networks, trusted_networks
+from presence.transport.ratelimits import in_networks, meta_client_ip, trusted_networks
 
 View = Callable[..., HttpResponse]
 # Close codes that end a connection the ordinary way; any other is an error.
@@ -39,13 +39,10 @@ NORMAL_CLOSES = frozenset(
 def metrics_client_allowed(request: HttpRequest) -> bool:
     """Whether the client of ``request`` may read the metrics."""
     conf = presence_settings()
-    forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
-    scope: dict[str, Any] = {
-        "client": (request.META.get("REMOTE_ADDR"), 0),
-        "headers": [(b"x-forwarded-for", forwarded.encode("latin-1"))] if forwarded else [],
-    }
     try:
-        address = ipaddress.ip_address(client_ip(scope, frozenset(conf.TRUSTED_PROXIES)))
+        address = ipaddress.ip_address(
+            meta_client_ip(request.META, frozenset(conf.TRUSTED_PROXIES))
+        )
     except ValueError:  # no address, or a unix socket: not in any network
         return False
     networks = trusted_networks(frozenset(conf.METRICS_ALLOWED_NETWORKS))

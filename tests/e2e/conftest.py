@@ -48,9 +48,11 @@ def server_env(tmp: Path, *, redis_url: str = "", redis_prefix: str = "") -> dic
         SQLITE_PATH=str(tmp / "db.sqlite3"),
         DEBUG="true",
         PYTHONUNBUFFERED="1",
-        # Every test client comes from 127.0.0.1: the per-IP attempt limit is
-        # exercised by the integration tests, not here.
+        # Every test client comes from 127.0.0.1: the per-IP attempt limits
+        # (sockets, token endpoint) are exercised by the integration tests.
         RATE_LIMIT_MAX_REQUESTS="100000",
+        API_TOKEN_RATE_PER_IP="100000/minute",
+        API_TOKEN_RATE_PER_USERNAME="100000/minute",
         PRESENCE_AUTH_TIMEOUT_SECONDS="1",
     )
     if redis_url:

@@ -1,11 +1,13 @@
-"""The environment's secret key, networks and choices (graphwiz/envparse.py)."""
+"""The environment's secret key, networks, choices and rates (graphwiz/envparse.py)."""
 
 from __future__ import annotations
 
 import ast
 import ipaddress
+import runpy
 import secrets
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -14,6 +16,7 @@ from graphwiz.envparse import (
     EnvError,
     env_choice,
     env_networks,
+    env_rate,
     env_secret_key,
     secret_key_weakness,
 )
@@ -117,3 +120,54 @@ def test_metrics_default_to_loopback_and_the_private_ranges() -> None:
     assert all(net.is_private for net in networks)
     assert ipaddress.ip_network("127.0.0.1/32").subnet_of(networks[0])  # type: ignore[arg-type]
     assert tuple(settings_internal_networks()) == DEFAULTS["METRICS_ALLOWED_NETWORKS"]
+
+
+# --- the token throttles: rates and where counts live --------------------------------
+
+
+def load_settings(monkeypatch: pytest.MonkeyPatch, **env: str) -> dict[str, Any]:
+    """graphwiz/settings.py run afresh with ``env`` as the environment."""
+    for name in ("REDIS_URL", "API_TOKEN_RATE_PER_IP", "API_TOKEN_RATE_PER_USERNAME"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return runpy.run_path(str(SETTINGS_FILE))
+
+
+def test_throttle_counts_live_in_redis_when_redis_url_is_set(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    loaded = load_settings(monkeypatch, REDIS_URL="redis://redis:6379/0", REDIS_CHANNEL_PREFIX="gw")
+
+    throttle = loaded["CACHES"]["throttle"]
+    assert throttle["BACKEND"] == "django.core.cache.backends.redis.RedisCache"
+    assert (throttle["LOCATION"], throttle["KEY_PREFIX"]) == ("redis://redis:6379/0", "gw:throttle")
+
+
+def test_throttle_counts_live_in_the_process_without_redis(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    loaded = load_settings(monkeypatch)
+
+    assert loaded["CACHES"]["throttle"]["BACKEND"].endswith("LocMemCache")
+
+
+def test_throttle_rates_are_named_settings_read_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    loaded = load_settings(
+        monkeypatch, API_TOKEN_RATE_PER_IP="100 / Hour", API_TOKEN_RATE_PER_USERNAME="3/min"
+    )
+
+    rates = loaded["REST_FRAMEWORK"]["DEFAULT_THROTTLE_RATES"]
+    assert rates == {
+        "token_ip": "100/hour",
+        "token_username": "3/min",
+        "token_refresh_ip": "60/minute",
+    }
+
+
+@pytest.mark.parametrize("raw", ["5", "five/minute", "0/minute", "5/fortnight", "-1/s"])
+def test_a_bad_rate_is_refused_naming_the_variable_and_the_form(raw: str) -> None:
+    with pytest.raises(EnvError, match=r"^API_TOKEN_RATE_PER_IP must be a rate like 5/minute"):
+        env_rate({"API_TOKEN_RATE_PER_IP": raw}, "API_TOKEN_RATE_PER_IP", "30/minute")
