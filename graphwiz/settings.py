@@ -179,6 +179,7 @@ PRESENCE = {
         ENV, "PRESENCE_REGISTRY_HEARTBEAT_SECONDS", 5.0, minimum=0.001
     ),
     "POSE_SYNC_HZ": env_float(ENV, "PRESENCE_POSE_SYNC_HZ", 4.0, minimum=0.001),
+    "ACCOUNT_CHECK_SECONDS": env_float(ENV, "PRESENCE_ACCOUNT_CHECK_SECONDS", 5.0, minimum=0.001),
     "RTT_PROBE_SECONDS": env_float(ENV, "PRESENCE_RTT_PROBE_SECONDS", 30.0, minimum=0.0),
     "METRICS_ALLOWED_NETWORKS": env_networks(
         ENV, "PRESENCE_METRICS_ALLOWED_NETWORKS", INTERNAL_NETWORKS, blank_is_default=True
@@ -236,6 +237,9 @@ SIMPLE_JWT = {
     "ALGORITHM": "HS256",
     "SIGNING_KEY": SECRET_KEY,
     "UPDATE_LAST_LOGIN": False,
+    # Tokens carry a digest of the password hash: after a password change the
+    # older ones stop opening sockets (presence/auth.py, presence/accounts.py).
+    "CHECK_REVOKE_TOKEN": True,
 }
 
 AUTH_PASSWORD_VALIDATORS = [

@@ -17,6 +17,8 @@ class PresenceConfig(AppConfig):
         install_log_redaction()
 
         from presence import checks  # noqa: F401  (registers the system checks)
+        from presence.accounts import connect_signals
         from presence.conf import presence_settings
 
         presence_settings()
+        connect_signals()  # a disabled account or a new password ends the user's sockets

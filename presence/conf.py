@@ -53,6 +53,8 @@ class PresenceSettings:
     REGISTRY_LEASE_SECONDS: float = 15.0  # an instance silent this long is swept
     REGISTRY_HEARTBEAT_SECONDS: float = 5.0  # heartbeat and sweep period
     POSE_SYNC_HZ: float = 4.0  # pose writes to the registry per second, at most
+    # --- accounts (presence/cluster/account_watch.py)
+    ACCOUNT_CHECK_SECONDS: float = 5.0  # re-read the accounts of open sockets this often
     # --- metrics (README "Metrics")
     RTT_PROBE_SECONDS: float = 30.0  # server Ping to every connection this often; 0 = off
     # Who may read /metrics: loopback and the private ranges (graphwiz/settings.py,

@@ -383,10 +383,12 @@ def cluster_env(tmp: Path, redis_url: str, prefix: str) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def running_cluster(tmp: Path, private_redis: PrivateRedis) -> Iterator[Cluster]:
+def running_cluster(
+    tmp: Path, private_redis: PrivateRedis, *, extra_env: dict[str, str] | None = None
+) -> Iterator[Cluster]:
     """Start daphne A and B on ``private_redis``; stop both afterwards (a dead one is fine)."""
     prefix = f"gwcluster-{uuid.uuid4().hex[:8]}"
-    env = cluster_env(tmp, private_redis.url, prefix)
+    env = {**cluster_env(tmp, private_redis.url, prefix), **(extra_env or {})}
     store = redis.Redis.from_url(private_redis.url, socket_timeout=5)
     servers: list[Server] = []
     try:
