@@ -32,13 +32,17 @@ migrate: install-runtime
 
 # uvicorn measured faster than daphne (README, "Performance") and waits for a
 # slow reader's socket, so the service's own bounded outbox absorbs the backlog.
-UVICORN_WS := --ws websockets-sansio --ws-max-size 65536 --ws-per-message-deflate false
+# --no-proxy-headers: uvicorn would otherwise believe X-Forwarded-For from
+# 127.0.0.1; only TRUSTED_PROXIES decides (presence/transport/ratelimits.py).
+UVICORN_WS := --ws websockets-sansio --ws-max-size 65536 --ws-per-message-deflate false --no-proxy-headers
 
 run: migrate  ## serve HTTP + WebSocket with uvicorn on $(HOST):$(PORT)
 	$(BIN)/uvicorn graphwiz.asgi:application --host $(HOST) --port $(PORT) $(UVICORN_WS)
 
+# daphne through graphwiz/daphne_cli.py: the same options, credentials redacted
+# from its access log (uvicorn's and runserver's go through logging: presence/redact.py).
 run-daphne: migrate  ## the same with daphne
-	$(BIN)/daphne -b $(HOST) -p $(PORT) $(WS_LIMITS) graphwiz.asgi:application
+	$(BIN)/python -m graphwiz.daphne_cli -b $(HOST) -p $(PORT) $(WS_LIMITS) graphwiz.asgi:application
 
 runserver: migrate  ## Django's development server (daphne under the hood)
 	$(BIN)/python manage.py runserver $(HOST):$(PORT)

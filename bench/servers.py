@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -25,7 +26,7 @@ from pathlib import Path
 from bench import procstat
 
 PROJECT = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent  # daphne and uvicorn of the running virtualenv
+BIN = Path(sys.executable).parent  # uvicorn of the running virtualenv
 HOST = "127.0.0.1"  # the benchmark only ever targets this machine
 MAX_WS_BYTES = 64 * 1024  # PROTOCOL.md section 8, as the Makefile passes it
 START_SECONDS = 30.0
@@ -35,6 +36,8 @@ LOG_TAIL_LINES = 30
 # The parent's environment must not choose the child's database or channel layer.
 SCRUBBED_ENV = ("REDIS_URL", "REDIS_CHANNEL_PREFIX", "DATABASE_URL", "SQLITE_PATH", "ALLOWED_HOSTS")
 SERVERS = ("daphne", "uvicorn")
+# DEBUG is off, so the service wants a real secret; one per run, shared by its instances.
+SECRET_KEY = secrets.token_urlsafe(50)
 
 _http = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # no proxy for 127.0.0.1
 
@@ -65,7 +68,7 @@ def service_env(
     env.update(
         DJANGO_SETTINGS_MODULE="graphwiz.settings",
         DEBUG="false",
-        SECRET_KEY="bench",
+        SECRET_KEY=SECRET_KEY,
         ALLOWED_HOSTS="127.0.0.1,localhost",
         SQLITE_PATH=str(tmp / "bench.sqlite3"),
         # The connection-rate limit protects production from one noisy IP; here
@@ -102,11 +105,20 @@ def relay_command(port: int) -> list[str]:
     return [sys.executable, "-m", "bench.baseline_relay", "--host", HOST, "--port", str(port)]
 
 
-def service_command(server: str, port: int) -> list[str]:
-    """The service under ``daphne`` or ``uvicorn``, with the 64 KiB frame limits."""
+def service_command(server: str, port: int, *, quiet: bool = True) -> list[str]:
+    """The service under ``daphne`` or ``uvicorn``, as the Makefile starts it, on ``port``.
+
+    The same options as ``make run-daphne`` and ``make run`` (and the
+    Dockerfile): 64 KiB frame limits, daphne through ``graphwiz.daphne_cli``
+    (its access log redacted), no proxy headers believed by the server
+    itself. ``quiet`` (the benchmark) turns uvicorn's access log and INFO
+    lines off: they would be measured too.
+    """
     if server == "daphne":
         return [
-            str(BIN / "daphne"),
+            sys.executable,
+            "-m",
+            "graphwiz.daphne_cli",
             "-b",
             HOST,
             "-p",
@@ -118,7 +130,7 @@ def service_command(server: str, port: int) -> list[str]:
             "graphwiz.asgi:application",
         ]
     if server == "uvicorn":
-        return [
+        command = [
             str(BIN / "uvicorn"),
             "graphwiz.asgi:application",
             "--host",
@@ -132,10 +144,13 @@ def service_command(server: str, port: int) -> list[str]:
             str(MAX_WS_BYTES),
             "--ws-per-message-deflate",
             "false",
-            "--no-access-log",
-            "--log-level",
-            "warning",
+            # uvicorn believes X-Forwarded-For from 127.0.0.1 by default; only
+            # TRUSTED_PROXIES may (presence/transport/ratelimits.py).
+            "--no-proxy-headers",
         ]
+        if quiet:
+            command += ["--no-access-log", "--log-level", "warning"]
+        return command
     raise ValueError(f"unknown server {server!r}; choose from {', '.join(SERVERS)}")
 
 

@@ -5,14 +5,18 @@ import os
 
 from django.core.asgi import get_asgi_application
 
+from graphwiz.startup import exit_on_bad_configuration
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "graphwiz.settings")
-django_http = get_asgi_application()  # must load before anything imports models
+with exit_on_bad_configuration():
+    django_http = get_asgi_application()  # must load before anything imports models
 
-from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
+# Only now: these import models.
+from channels.routing import ProtocolTypeRouter, URLRouter
+from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
 
-from presence.transport.lifespan import lifespan_app  # noqa: E402
-from presence.transport.routing import websocket_urlpatterns  # noqa: E402
+from presence.transport.lifespan import lifespan_app
+from presence.transport.routing import websocket_urlpatterns
 
 # Everything loaded so far lives as long as the process: keep it out of the
 # cyclic collector's full passes, which otherwise stall every connection.

@@ -11,19 +11,27 @@ from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
-from django.core.exceptions import ImproperlyConfigured
 
-from graphwiz.envparse import env_bool, env_float, env_int, env_list
+from graphwiz.envparse import (
+    EnvError,
+    env_bool,
+    env_choice,
+    env_float,
+    env_int,
+    env_list,
+    env_networks,
+    env_rate,
+    env_secret_key,
+)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 ENV = os.environ
 
 DEBUG = env_bool(ENV, "DEBUG", True)
-SECRET_KEY = ENV.get("SECRET_KEY", "")
-if not SECRET_KEY:
-    if not DEBUG:
-        raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off")
-    SECRET_KEY = "dev-only-insecure-secret-key-change-me-now"
+# Outside DEBUG a real secret is required: it signs sessions and access tokens.
+SECRET_KEY = env_secret_key(
+    ENV, "SECRET_KEY", required=not DEBUG, default="dev-only-insecure-secret-key-change-me-now"
+)
 ALLOWED_HOSTS = env_list(ENV, "ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
 
 INSTALLED_APPS = [
@@ -81,7 +89,10 @@ if DATABASE_URL:
             "default": dj_database_url.parse(DATABASE_URL, conn_max_age=60, conn_health_checks=True)
         }
     except ValueError as exc:
-        raise ImproperlyConfigured(f"DATABASE_URL is not a valid database URL: {exc}") from None
+        raise EnvError(
+            f"DATABASE_URL must be a database URL such as postgres://user:pass@host:5432/db "
+            f"({type(exc).__name__}: {exc})"
+        ) from None
 else:
     DATABASES = {
         "default": {
@@ -104,8 +115,10 @@ REDIS_URL = ENV.get("REDIS_URL", "")
 REDIS_CHANNEL_PREFIX = ENV.get("REDIS_CHANNEL_PREFIX", "graphwiz")
 if REDIS_URL:
     if not REDIS_URL.startswith(("redis://", "rediss://", "unix://")):
-        raise ImproperlyConfigured(f"REDIS_URL must be a redis:// URL, got {REDIS_URL!r}")
-    REDIS_CHANNEL_LAYER = ENV.get("REDIS_CHANNEL_LAYER", "pubsub")  # measured cheaper: README
+        # Not quoted: the URL may carry Redis's password.
+        raise EnvError("REDIS_URL must start with redis://, rediss:// or unix://")
+    # pubsub measured cheaper: README
+    REDIS_CHANNEL_LAYER = env_choice(ENV, "REDIS_CHANNEL_LAYER", "pubsub", ("pubsub", "core"))
     # redis-py 8 times reads out after 5 s, as long as channels_redis's blocking
     # receive waits: give idle receives room to finish.
     _hosts = [{"address": REDIS_URL, "socket_timeout": 10}]
@@ -121,19 +134,26 @@ if REDIS_URL:
                 },
             }
         }
-    elif REDIS_CHANNEL_LAYER == "pubsub":
+    else:
         CHANNEL_LAYERS = {
             "default": {
                 "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
                 "CONFIG": {"hosts": _hosts, "prefix": f"{REDIS_CHANNEL_PREFIX}:layer:"},
             }
         }
-    else:
-        raise ImproperlyConfigured(
-            f"REDIS_CHANNEL_LAYER must be 'core' or 'pubsub', got {REDIS_CHANNEL_LAYER!r}"
-        )
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+# Who may read /metrics and /metrics/report unless PRESENCE_METRICS_ALLOWED_NETWORKS
+# says otherwise: loopback and the private ranges (deploy/nginx.conf allows the same).
+INTERNAL_NETWORKS = [
+    "127.0.0.0/8",
+    "::1/128",
+    "10.0.0.0/8",
+    "172.16.0.0/12",
+    "192.168.0.0/16",
+    "fc00::/7",
+]
 
 # --- Presence limits (PROTOCOL.md section 8); presence.conf validates them.
 PRESENCE = {
@@ -149,7 +169,7 @@ PRESENCE = {
     "AUTH_TIMEOUT_SECONDS": env_float(ENV, "PRESENCE_AUTH_TIMEOUT_SECONDS", 5.0, minimum=0.001),
     "ALLOWED_ORIGINS": env_list(ENV, "PRESENCE_ALLOWED_ORIGINS", []),
     "ALLOW_MISSING_ORIGIN": env_bool(ENV, "PRESENCE_ALLOW_MISSING_ORIGIN", True),
-    "TRUSTED_PROXIES": env_list(ENV, "TRUSTED_PROXIES", []),
+    "TRUSTED_PROXIES": env_networks(ENV, "TRUSTED_PROXIES", []),
     "MESSAGE_RATE_LIMIT": env_int(ENV, "MESSAGE_RATE_LIMIT", 100, minimum=1),
     "MESSAGE_RATE_WINDOW_SECONDS": env_float(
         ENV, "MESSAGE_RATE_WINDOW_SECONDS", 1.0, minimum=0.001
@@ -163,9 +183,17 @@ PRESENCE = {
         ENV, "PRESENCE_REGISTRY_HEARTBEAT_SECONDS", 5.0, minimum=0.001
     ),
     "POSE_SYNC_HZ": env_float(ENV, "PRESENCE_POSE_SYNC_HZ", 4.0, minimum=0.001),
+    "ACCOUNT_CHECK_SECONDS": env_float(ENV, "PRESENCE_ACCOUNT_CHECK_SECONDS", 5.0, minimum=0.001),
     "RTT_PROBE_SECONDS": env_float(ENV, "PRESENCE_RTT_PROBE_SECONDS", 30.0, minimum=0.0),
-    "METRICS_ALLOWED_NETWORKS": env_list(ENV, "PRESENCE_METRICS_ALLOWED_NETWORKS", []),
+    "METRICS_ALLOWED_NETWORKS": env_networks(
+        ENV, "PRESENCE_METRICS_ALLOWED_NETWORKS", INTERNAL_NETWORKS, blank_is_default=True
+    ),
 }
+if PRESENCE["REGISTRY_HEARTBEAT_SECONDS"] >= PRESENCE["REGISTRY_LEASE_SECONDS"]:
+    raise EnvError(
+        "PRESENCE_REGISTRY_HEARTBEAT_SECONDS must be shorter than PRESENCE_REGISTRY_LEASE_SECONDS "
+        f"(got {PRESENCE['REGISTRY_HEARTBEAT_SECONDS']} and {PRESENCE['REGISTRY_LEASE_SECONDS']})"
+    )
 # prometheus_client reads it itself (every process on the host writes its
 # metrics there); kept here for the code that needs to know (presence.metrics).
 PROMETHEUS_MULTIPROC_DIR = ENV.get("PROMETHEUS_MULTIPROC_DIR", "")
@@ -181,6 +209,29 @@ REST_FRAMEWORK = {
         "rest_framework_simplejwt.authentication.JWTAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
+    # presence/web/api/throttles.py: password guesses per client address and
+    # per username, refreshes per client address.
+    "DEFAULT_THROTTLE_RATES": {
+        "token_ip": env_rate(ENV, "API_TOKEN_RATE_PER_IP", "30/minute"),
+        "token_username": env_rate(ENV, "API_TOKEN_RATE_PER_USERNAME", "5/minute"),
+        "token_refresh_ip": env_rate(ENV, "API_TOKEN_REFRESH_RATE_PER_IP", "60/minute"),
+    },
+}
+# The throttles' counts: in Redis with REDIS_URL, so a limit holds however many
+# instances the attempts are spread over; else in this process.
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+    "throttle": (
+        {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": f"{REDIS_CHANNEL_PREFIX}:throttle",
+            # A stalled Redis answers the login in seconds (503), not never.
+            "OPTIONS": {"socket_timeout": 2, "socket_connect_timeout": 2},
+        }
+        if REDIS_URL
+        else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "throttle"}
+    ),
 }
 SIMPLE_JWT = {
     "ACCESS_TOKEN_LIFETIME": timedelta(
@@ -190,6 +241,9 @@ SIMPLE_JWT = {
     "ALGORITHM": "HS256",
     "SIGNING_KEY": SECRET_KEY,
     "UPDATE_LAST_LOGIN": False,
+    # Tokens carry a digest of the password hash: after a password change the
+    # older ones stop opening sockets (presence/auth.py, presence/accounts.py).
+    "CHECK_REVOKE_TOKEN": True,
 }
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -206,7 +260,7 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
 
-LOG_LEVEL = ENV.get("LOG_LEVEL", "INFO").upper()
+LOG_LEVEL = env_choice(ENV, "LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"))
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

@@ -4,5 +4,8 @@ import os
 
 from django.core.wsgi import get_wsgi_application
 
+from graphwiz.startup import exit_on_bad_configuration
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "graphwiz.settings")
-application = get_wsgi_application()
+with exit_on_bad_configuration():
+    application = get_wsgi_application()

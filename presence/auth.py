@@ -35,6 +35,9 @@ ROOM_CLAIM = "room"
 
 INVALID_TOKEN = "invalid token"
 EXPIRED_TOKEN = "token expired"
+# Said to the client: the token was genuine, the account no longer lets it in.
+ACCOUNT_DISABLED = "account disabled"
+PASSWORD_CHANGED = "password changed: log in again"
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +49,9 @@ class Identity:
     display_name: str = ""
     expires_at: float | None = None  # the token's ``exp`` (epoch seconds); None in dev mode
     staff: bool = False  # a staff user: may moderate rooms
+    # simplejwt's digest of the user's password hash when the token was checked:
+    # a socket whose user's password changed since is closed (presence/accounts.py).
+    password_stamp: str = ""
 
     @property
     def dev_mode(self) -> bool:
@@ -145,6 +151,7 @@ def authenticate_token(token: str, *, room_id: str) -> Identity:
         display_name=user.get_username(),
         expires_at=float(exp),
         staff=bool(getattr(user, "is_staff", False)),
+        password_stamp=get_md5_hash_password(user.password),
     )
 
 
@@ -162,11 +169,11 @@ def _token_user(payload: dict[str, Any]) -> AbstractBaseUser:
     if user is None:
         raise _unauthorized("unknown user")
     if not user.is_active:
-        raise _unauthorized("inactive user")
+        raise _unauthorized("inactive user", ACCOUNT_DISABLED)
     if api_settings.CHECK_REVOKE_TOKEN and payload.get(
         api_settings.REVOKE_TOKEN_CLAIM
     ) != get_md5_hash_password(user.password):
-        raise _unauthorized("password changed")
+        raise _unauthorized("password changed", PASSWORD_CHANGED)
     return user
 
 
@@ -194,5 +201,20 @@ def identify(query: dict[str, str], *, room_id: str, dev_auth: bool) -> Identity
         )
     if len(user_id) > MAX_USER_ID or not user_id.isprintable():
         raise AuthRefused(ErrorCode.BAD_MESSAGE, CloseCode.BAD_REQUEST, "invalid user_id")
-    logger.warning("development-mode identity accepted")
+    _warn_dev_mode_once()
     return Identity(user_id=user_id, display_name=user_id)
+
+
+DEV_MODE_WARNING = (
+    "development mode (PRESENCE_DEV_AUTH): connections are accepted on a bare user_id "
+    "without a token; said once per process, each one is counted in "
+    "presence_dev_auth_connections_total"
+)
+_dev_mode_warned = False  # a warning per connection flooded the log
+
+
+def _warn_dev_mode_once() -> None:
+    global _dev_mode_warned
+    if not _dev_mode_warned:
+        _dev_mode_warned = True
+        logger.warning(DEV_MODE_WARNING)

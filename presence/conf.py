@@ -53,9 +53,20 @@ class PresenceSettings:
     REGISTRY_LEASE_SECONDS: float = 15.0  # an instance silent this long is swept
     REGISTRY_HEARTBEAT_SECONDS: float = 5.0  # heartbeat and sweep period
     POSE_SYNC_HZ: float = 4.0  # pose writes to the registry per second, at most
+    # --- accounts (presence/cluster/account_watch.py)
+    ACCOUNT_CHECK_SECONDS: float = 5.0  # re-read the accounts of open sockets this often
     # --- metrics (README "Metrics")
     RTT_PROBE_SECONDS: float = 30.0  # server Ping to every connection this often; 0 = off
-    METRICS_ALLOWED_NETWORKS: tuple[str, ...] = ()  # who may read /metrics; empty = anyone
+    # Who may read /metrics: loopback and the private ranges (graphwiz/settings.py,
+    # deploy/nginx.conf); "0.0.0.0/0,::/0" opens them to anyone, () to no one.
+    METRICS_ALLOWED_NETWORKS: tuple[str, ...] = (
+        "127.0.0.0/8",
+        "::1/128",
+        "10.0.0.0/8",
+        "172.16.0.0/12",
+        "192.168.0.0/16",
+        "fc00::/7",
+    )
 
     @property
     def field_limits(self) -> FieldLimits:

@@ -205,3 +205,14 @@ def auth_log(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixt
     finally:
         presence_logger.setLevel(previous)
         presence_logger.removeHandler(caplog.handler)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_throttle_counts() -> None:
+    """Each test starts with no token-endpoint attempts counted (all come from 127.0.0.1)."""
+    from django.core.cache import caches
+    from django.core.cache.backends.locmem import LocMemCache
+
+    cache = caches["throttle"]
+    if isinstance(cache, LocMemCache):  # a Redis-backed one is the test's own business
+        cache.clear()

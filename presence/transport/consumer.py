@@ -26,6 +26,7 @@ from django.utils import timezone
 
 from presence import metrics, moderation
 from presence.auth import AuthRefused, Identity, authenticate_token
+from presence.cluster.account_watch import watch_accounts
 from presence.cluster.hub import BackendUnavailable, Draining, Hub
 from presence.cluster.instance import get_hub
 from presence.conf import presence_settings
@@ -59,6 +60,7 @@ CLOSE_FLUSH_SECONDS = 2.0  # how long a closing connection may take to flush
 _ABORT_ERRORS = {
     CloseCode.BACKEND_UNAVAILABLE: ErrorCode.UNAVAILABLE,
     CloseCode.FORBIDDEN: ErrorCode.FORBIDDEN,
+    CloseCode.UNAUTHORIZED: ErrorCode.UNAUTHORIZED,  # the account was disabled, ...
 }
 
 
@@ -258,6 +260,7 @@ class PresenceConsumer(Outbound, AsyncConsumer):
         self.clock_ms = self.hub.now_ms
         self._meter.accepted()
         get_prober().ensure(self.hub)
+        watch_accounts(self.hub, identity)
         hello.server_version = SERVER_VERSION
         hello.session_id = uuid.uuid4().hex
         hello.heartbeat_interval_ms = self.conf.HEARTBEAT_INTERVAL_MS

@@ -251,3 +251,13 @@ def client_ip(scope: Mapping[str, Any], trusted_proxies: frozenset[str]) -> str:
             return str(ip)
         hop = ip
     return str(hop)
+
+
+def meta_client_ip(meta: Mapping[str, Any], trusted_proxies: frozenset[str]) -> str:
+    """:func:`client_ip` of a Django request's ``META`` (HTTP views, throttles)."""
+    forwarded = str(meta.get("HTTP_X_FORWARDED_FOR", ""))
+    scope: dict[str, Any] = {
+        "client": (meta.get("REMOTE_ADDR"), 0),
+        "headers": [(b"x-forwarded-for", forwarded.encode("latin-1"))] if forwarded else [],
+    }
+    return client_ip(scope, trusted_proxies)

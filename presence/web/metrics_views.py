@@ -1,7 +1,7 @@
 """``/metrics`` and ``/metrics/report``, and who may read them.
 
-Both are open unless ``PRESENCE_METRICS_ALLOWED_NETWORKS`` lists networks;
-then only clients in them get an answer (403 otherwise). The client is the
+Only clients in ``PRESENCE_METRICS_ALLOWED_NETWORKS`` (by default loopback
+and the private ranges) get an answer, anyone else 403. The client is the
 peer, or behind ``TRUSTED_PROXIES`` the address in ``X-Forwarded-For``, as
 for the WebSocket limits (:func:`presence.transport.ratelimits.client_ip`).
 
@@ -27,7 +27,7 @@ from presence import metrics
 from presence.conf import presence_settings
 from presence.latency import LATENCY_KINDS, Summary
 from presence.protocol.codes import CloseCode
-from presence.transport.ratelimits import client_ip, in_networks, trusted_networks
+from presence.transport.ratelimits import in_networks, meta_client_ip, trusted_networks
 
 View = Callable[..., HttpResponse]
 # Close codes that end a connection the ordinary way; any other is an error.
@@ -39,15 +39,10 @@ NORMAL_CLOSES = frozenset(
 def metrics_client_allowed(request: HttpRequest) -> bool:
     """Whether the client of ``request`` may read the metrics."""
     conf = presence_settings()
-    if not conf.METRICS_ALLOWED_NETWORKS:
-        return True
-    forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
-    scope: dict[str, Any] = {
-        "client": (request.META.get("REMOTE_ADDR"), 0),
-        "headers": [(b"x-forwarded-for", forwarded.encode("latin-1"))] if forwarded else [],
-    }
     try:
-        address = ipaddress.ip_address(client_ip(scope, frozenset(conf.TRUSTED_PROXIES)))
+        address = ipaddress.ip_address(
+            meta_client_ip(request.META, frozenset(conf.TRUSTED_PROXIES))
+        )
     except ValueError:  # no address, or a unix socket: not in any network
         return False
     networks = trusted_networks(frozenset(conf.METRICS_ALLOWED_NETWORKS))
@@ -55,7 +50,7 @@ def metrics_client_allowed(request: HttpRequest) -> bool:
 
 
 def metrics_access(view: View) -> View:
-    """Answer ``view`` only to clients in ``METRICS_ALLOWED_NETWORKS`` (when set)."""
+    """Answer ``view`` only to clients in ``METRICS_ALLOWED_NETWORKS``."""
 
     @functools.wraps(view)
     def guarded(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:

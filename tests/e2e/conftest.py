@@ -66,9 +66,11 @@ def server_env(tmp: Path, *, redis_url: str = "", redis_prefix: str = "") -> dic
         SQLITE_PATH=str(tmp / "db.sqlite3"),
         DEBUG="true",
         PYTHONUNBUFFERED="1",
-        # Every test client comes from 127.0.0.1: the per-IP attempt limit is
-        # exercised by the integration tests, not here.
+        # Every test client comes from 127.0.0.1: the per-IP attempt limits
+        # (sockets, token endpoint) are exercised by the integration tests.
         RATE_LIMIT_MAX_REQUESTS="100000",
+        API_TOKEN_RATE_PER_IP="100000/minute",
+        API_TOKEN_RATE_PER_USERNAME="100000/minute",
         PRESENCE_AUTH_TIMEOUT_SECONDS="1",
     )
     if redis_url:
@@ -416,10 +418,12 @@ def cluster_env(tmp: Path, redis_url: str, prefix: str) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def running_cluster(tmp: Path, private_redis: PrivateRedis) -> Iterator[Cluster]:
+def running_cluster(
+    tmp: Path, private_redis: PrivateRedis, *, extra_env: dict[str, str] | None = None
+) -> Iterator[Cluster]:
     """Start daphne A and B on ``private_redis``; stop both afterwards (a dead one is fine)."""
     prefix = f"gwcluster-{uuid.uuid4().hex[:8]}"
-    env = cluster_env(tmp, private_redis.url, prefix)
+    env = {**cluster_env(tmp, private_redis.url, prefix), **(extra_env or {})}
     store = redis.Redis.from_url(private_redis.url, socket_timeout=5)
     servers: list[Server] = []
     try:

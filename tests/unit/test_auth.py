@@ -11,6 +11,7 @@ import logging
 import pytest
 from django.core.checks import Tags, run_checks
 
+from presence import auth
 from presence.auth import MAX_USER_ID, AuthRefused, Identity, identify
 from presence.checks import check_dev_auth
 from presence.protocol.codes import CloseCode, ErrorCode
@@ -43,11 +44,17 @@ def test_dev_mode_accepts_a_bare_user_id() -> None:
     assert identity.dev_mode
 
 
-def test_dev_mode_identity_logs_a_warning(auth_log: pytest.LogCaptureFixture) -> None:
-    identify({"user_id": "alice"}, room_id=ROOM, dev_auth=True)
+def test_dev_mode_identities_log_one_warning_per_process(
+    auth_log: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(auth, "_dev_mode_warned", False)  # as in a fresh process
+
+    for user in ("alice", "bob", "carol"):
+        identify({"user_id": user}, room_id=ROOM, dev_auth=True)
 
     warnings = [r for r in auth_log.records if r.levelno == logging.WARNING]
-    assert [r.getMessage() for r in warnings] == ["development-mode identity accepted"]
+    assert [r.getMessage() for r in warnings] == [auth.DEV_MODE_WARNING]
+    assert "presence_dev_auth_connections_total" in auth.DEV_MODE_WARNING
 
 
 @pytest.mark.parametrize(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
+import shlex
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -289,8 +290,18 @@ def test_debug_is_off(environment: dict[str, str]) -> None:
     assert environment["DEBUG"] == "false"
 
 
-def test_secret_key_comes_from_the_host_environment(environment: dict[str, str]) -> None:
-    assert re.fullmatch(r"\$\{SECRET_KEY:-[^}]+\}", environment["SECRET_KEY"])
+def test_secret_key_comes_from_the_host_environment_without_a_default(
+    environment: dict[str, str],
+) -> None:
+    # ${SECRET_KEY:?message}: compose refuses to start without it. A default
+    # would be public, in this file, and would sign everyone's tokens.
+    assert re.fullmatch(r"\$\{SECRET_KEY:\?[^}]+\}", environment["SECRET_KEY"])
+
+
+def test_no_service_has_a_secret_key_default(compose: dict[str, Any]) -> None:
+    text = COMPOSE_FILE.read_text(encoding="utf-8")
+    assert not re.search(r"SECRET_KEY:-", text)
+    assert "change-me" not in re.sub(r"#[^\n]*", "", text)
 
 
 def test_database_url_points_at_the_postgres_service(
@@ -412,7 +423,8 @@ def test_upstream_follows_instances_that_change_address(
 
 def test_every_request_goes_to_the_upstream(upstreams: dict[str, str], nginx_conf: str) -> None:
     (name,) = upstreams
-    assert directives(nginx_conf, "proxy_pass") == [f"http://{name}"]
+    passes = directives(nginx_conf, "proxy_pass")
+    assert passes and set(passes) == {f"http://{name}"}
 
 
 def test_websocket_upgrade_is_passed_through(nginx_conf: str) -> None:
@@ -444,3 +456,148 @@ def test_duration_parser_reads_compose_and_nginx_units() -> None:
     assert seconds("1h") == ONE_HOUR
     assert seconds("1m30s") == 90
     assert seconds("3600") == ONE_HOUR
+
+
+# --- nginx: no credential in the access log ------------------------------------
+
+# Variables whose value can hold a query string (and so a token).
+_QUERY_BEARING = ("$request ", "$request_uri", "$args", "$query_string", "$http_referer", "$arg_")
+
+
+def log_formats(conf: str) -> dict[str, str]:
+    """Each ``log_format NAME '...' '...';`` as its name and its joined format text."""
+    formats = {}
+    for name, body in re.findall(r"(?ms)^\s*log_format\s+(\S+)\s+(.*?);\s*$", conf):
+        formats[name] = "".join(re.findall(r"'([^']*)'", body))
+    return formats
+
+
+def nginx_maps(conf: str) -> dict[str, tuple[str, list[tuple[str, str]]]]:
+    """``map $src $dst { key value; ... }`` blocks: ``{"$dst": ("$src", [(key, value)])}``."""
+    maps = {}
+    for source, target, body in re.findall(r"\bmap\s+(\$\w+)\s+(\$\w+)\s*\{([^}]*)\}", conf):
+        entries = [shlex.split(line)[:2] for line in body.split(";") if line.strip()]
+        maps[target] = (source, [(key, value) for key, value in entries])
+    return maps
+
+
+def apply_map(entries: list[tuple[str, str]], value: str, variables: dict[str, str]) -> str:
+    """What nginx sets a map's variable to for ``value`` (regex keys, named captures)."""
+    default = ""
+    for key, result in entries:
+        if key == "default":
+            default = result
+            continue
+        if key.startswith("~"):
+            # nginx's PCRE "(?<name>" is Python's "(?P<name>"; "~*" would be case-insensitive.
+            flags = re.IGNORECASE if key.startswith("~*") else 0
+            pattern = re.sub(r"\(\?<(\w+)>", r"(?P<\1>", key.lstrip("~*"))
+            match = re.search(pattern, value, flags)
+            if match:
+                captured = {f"${name}": text for name, text in match.groupdict().items()}
+                return substitute(result, {**variables, **captured})
+        elif key == value:
+            return substitute(result, variables)
+    return substitute(default, variables)
+
+
+def substitute(template: str, variables: dict[str, str]) -> str:
+    """``template`` with its ``$name`` variables replaced (longest names first)."""
+    for name in sorted(variables, key=len, reverse=True):
+        template = template.replace(name, variables[name])
+    return template
+
+
+def logged_line(conf: str, format_name: str, request: dict[str, str]) -> str:
+    """The access-log line nginx writes for ``request`` (its variables), maps applied."""
+    variables = dict(request)
+    for target, (source, entries) in nginx_maps(conf).items():
+        if source in variables:
+            variables[target] = apply_map(entries, variables[source], variables)
+    return substitute(log_formats(conf)[format_name], variables)
+
+
+def test_every_access_log_uses_a_format_without_raw_query_strings(nginx_conf: str) -> None:
+    logs = directives(nginx_conf, "access_log")
+    assert logs, "nginx would fall back to the image's 'combined' format, which logs $request"
+    formats = log_formats(nginx_conf)
+    for args in logs:
+        words = args.split()
+        if words == ["off"]:
+            continue
+        assert len(words) >= 2 and words[1] in formats, f"access_log without our format: {args}"
+        text = formats[words[1]] + " "
+        leaking = [name for name in _QUERY_BEARING if name in text]
+        assert not leaking, f"log_format {words[1]} writes {leaking}"
+
+
+def test_nginx_logs_a_token_in_the_query_or_the_referer_as_a_redaction_marker(
+    nginx_conf: str,
+) -> None:
+    token = "eyJ-secret-token"
+    (args,) = directives(nginx_conf, "access_log")
+    request = {
+        "$remote_addr": "198.51.100.7",
+        "$remote_user": "-",
+        "$time_local": "01/Jan/2026:00:00:00 +0000",
+        "$request_method": "GET",
+        "$request_uri": f"/ws/hall?user_id=7&auth_token={token}&session_id={token}",
+        "$server_protocol": "HTTP/1.1",
+        "$status": "101",
+        "$body_bytes_sent": "0",
+        "$http_referer": f"https://app.example.com/?token={token}",
+        "$http_user_agent": "quest-3",
+    }
+
+    line = logged_line(nginx_conf, args.split()[1], request)
+
+    assert token not in line
+    assert "/ws/hall?[REDACTED]" in line
+    assert "https://app.example.com/?[REDACTED]" in line
+
+
+def test_nginx_logs_a_path_without_a_query_as_it_is(nginx_conf: str) -> None:
+    (args,) = directives(nginx_conf, "access_log")
+    request = {"$request_uri": "/health", "$http_referer": "-", "$request_method": "GET"}
+
+    assert '"GET /health ' in logged_line(nginx_conf, args.split()[1], request)
+
+
+# --- /metrics: the internal network only ----------------------------------------
+
+
+def metrics_location(conf: str) -> str:
+    """The body of the location that matches ``/metrics`` and ``/metrics/report``."""
+    for pattern, body in re.findall(r"\blocation\s+~\s+(\S+)\s*\{([^}]*)\}", conf):
+        if all(re.search(pattern, path) for path in ("/metrics", "/metrics/report")):
+            assert not re.search(pattern, "/metricsx") and not re.search(pattern, "/ws/metrics")
+            return str(body)
+    raise AssertionError("no regex location matches /metrics and /metrics/report")
+
+
+def test_nginx_serves_metrics_to_private_networks_and_denies_everyone_else(
+    nginx_conf: str, upstreams: dict[str, str]
+) -> None:
+    body = metrics_location(nginx_conf)
+    rules = re.findall(r"(?m)^\s*(allow|deny)\s+([^;]+);", body)
+    assert rules[-1] == ("deny", "all"), "everything not allowed must be denied"
+    allowed = [ipaddress.ip_network(net) for verb, net in rules if verb == "allow"]
+    assert allowed and all(net.is_private for net in allowed)
+    assert [verb for verb, _ in rules].count("deny") == 1
+    (name,) = upstreams
+    assert directives(body, "proxy_pass") == [f"http://{name}"]
+
+
+def test_instances_keep_metrics_to_the_networks_nginx_allows(
+    environment: dict[str, str], nginx_conf: str
+) -> None:
+    # The instances judge the client behind nginx (TRUSTED_PROXIES): the same list.
+    body = metrics_location(nginx_conf)
+    nginx_allowed = {
+        ipaddress.ip_network(net) for net in re.findall(r"(?m)^\s*allow\s+([^;]+);", body)
+    }
+    instance_allowed = {
+        ipaddress.ip_network(net)
+        for net in environment["PRESENCE_METRICS_ALLOWED_NETWORKS"].split(",")
+    }
+    assert instance_allowed == nginx_allowed

@@ -1,9 +1,10 @@
-"""``/api/`` routes: the simplejwt token pair (PROTOCOL.md section 1)."""
+"""``/api/`` routes: the simplejwt token pair (PROTOCOL.md section 1), throttled."""
 
 from django.urls import path
-from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
+
+from presence.web.api.tokens import ThrottledTokenObtainPairView, ThrottledTokenRefreshView
 
 urlpatterns = [
-    path("token/", TokenObtainPairView.as_view(), name="token-obtain-pair"),
-    path("token/refresh/", TokenRefreshView.as_view(), name="token-refresh"),
+    path("token/", ThrottledTokenObtainPairView.as_view(), name="token-obtain-pair"),
+    path("token/refresh/", ThrottledTokenRefreshView.as_view(), name="token-refresh"),
 ]

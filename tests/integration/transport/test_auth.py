@@ -26,6 +26,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from rest_framework_simplejwt import tokens as sj_tokens
 from rest_framework_simplejwt.tokens import AccessToken, RefreshToken
+from rest_framework_simplejwt.utils import get_md5_hash_password
 
 from presence import auth
 from presence.auth import MAX_TOKEN_CHARS, AuthRefused, authenticate_token, identify
@@ -77,6 +78,8 @@ def claims(user: Any, **changes: Any) -> dict[str, Any]:
         "iat": now,
         "jti": uuid.uuid4().hex,
         "user_id": str(user.pk),
+        # SIMPLE_JWT["CHECK_REVOKE_TOKEN"]: the digest of the user's password hash.
+        "hash_password": get_md5_hash_password(user.password),
     }
     values.update(changes)
     return {k: v for k, v in values.items() if v is not DROP}
@@ -267,6 +270,16 @@ BAD_TOKENS = [
         "unknown user",
     ),
     Bad("inactive user", lambda u: genuine(u.carol), "inactive user"),
+    Bad(
+        "issued before the password changed",
+        lambda u: forge(claims(u.alice, hash_password="0" * 32)),
+        "password changed",
+    ),
+    Bad(
+        "no password digest",
+        lambda u: forge(claims(u.alice, hash_password=DROP)),
+        "password changed",
+    ),
     Bad(
         "room claim for another room",
         lambda u: genuine(u.alice, room="other-room"),

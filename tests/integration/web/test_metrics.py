@@ -17,7 +17,7 @@ import pytest
 from channels.db import database_sync_to_async
 from django.conf import settings as django_settings
 from django.core.exceptions import ImproperlyConfigured
-from django.test import AsyncClient
+from django.test import AsyncClient, Client
 from prometheus_client.parser import text_string_to_metric_families
 
 from presence.conf import build
@@ -439,9 +439,25 @@ async def test_report_has_every_section_with_numbers_that_match_the_metrics() ->
 # --- who may read the metrics ----------------------------------------------------
 
 
-async def test_metrics_are_open_by_default() -> None:
+@pytest.mark.parametrize("address", ["127.0.0.1", "10.4.5.6", "172.30.83.1", "192.168.1.9"])
+def test_metrics_are_served_to_the_internal_network_by_default(address: str) -> None:
     for path in ("/metrics", "/metrics/report"):
-        assert (await AsyncClient().get(path)).status_code == 200
+        assert Client(REMOTE_ADDR=address).get(path).status_code == 200
+
+
+@pytest.mark.parametrize("address", ["203.0.113.5", "8.8.8.8", "2001:db8::1"])
+def test_metrics_are_forbidden_to_public_addresses_by_default(address: str) -> None:
+    for path in ("/metrics", "/metrics/report"):
+        response = Client(REMOTE_ADDR=address).get(path)
+        assert response.status_code == 403
+        assert b"presence_" not in response.content
+
+
+async def test_an_empty_network_list_serves_the_metrics_to_no_one(
+    presence_conf: Callable[..., None],
+) -> None:
+    presence_conf(METRICS_ALLOWED_NETWORKS=())
+    assert (await AsyncClient().get("/metrics")).status_code == 403
 
 
 async def test_metrics_are_forbidden_outside_the_allowed_networks(

@@ -101,3 +101,47 @@ def test_refresh_with_an_access_token_is_401(client: Client, user: Any) -> None:
     access = obtain(client, "dora", PASSWORD).json()["access"]
 
     assert refresh(client, access).status_code == 401
+
+
+# --- a refresh token outlives no account change ----------------------------------------
+
+
+def test_refresh_after_a_password_change_is_refused_saying_so(client: Client, user: Any) -> None:
+    refresh_token = obtain(client, "dora", PASSWORD).json()["refresh"]
+    user.set_password("a-new-password-42")
+    user.save()
+
+    response = refresh(client, refresh_token)
+
+    assert response.status_code == 401
+    assert response.json()["detail"] == "password changed: log in again"
+
+
+def test_refresh_of_a_disabled_account_is_refused(client: Client, user: Any) -> None:
+    refresh_token = obtain(client, "dora", PASSWORD).json()["refresh"]
+    user.is_active = False
+    user.save()
+
+    response = refresh(client, refresh_token)
+
+    assert (response.status_code, response.json()["detail"]) == (401, "account disabled")
+
+
+def test_refresh_of_a_deleted_account_is_refused_not_an_error(client: Client, user: Any) -> None:
+    refresh_token = obtain(client, "dora", PASSWORD).json()["refresh"]
+    user.delete()
+
+    response = refresh(client, refresh_token)
+
+    assert (response.status_code, response.json()["detail"]) == (401, "account deleted")
+
+
+def test_tokens_carry_the_password_digest_that_revokes_them(client: Client, user: Any) -> None:
+    access = obtain(client, "dora", PASSWORD).json()["access"]
+    user.set_password("a-new-password-42")
+    user.save()
+
+    with pytest.raises(AuthRefused) as refused:
+        authenticate_token(access, room_id="lobby")
+
+    assert refused.value.text == "password changed: log in again"
