@@ -22,7 +22,7 @@ from django.conf import settings
 from presence import metrics
 from presence.auth import AuthRefused, Identity, identify
 from presence.conf import PresenceSettings
-from presence.protocol.codec import Encoding, negotiate_encoding
+from presence.protocol.codec import Encoding, UnsupportedSubprotocol, negotiate_encoding
 from presence.protocol.codes import CloseCode, ErrorCode
 from presence.protocol.errors import ProtocolError
 from presence.protocol.origin import OriginPolicy
@@ -37,7 +37,9 @@ from presence.transport.ratelimits import (
 logger = logging.getLogger(__name__)
 
 ROOM_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+INVALID_ROOM_ID = "invalid room id: use 1-64 characters of [A-Za-z0-9._-]"
 MAX_QUERY_FIELDS = 16
+MAX_ORIGIN_ECHO = 64  # characters of a refused Origin quoted back
 
 
 class Refusal(Exception):
@@ -83,7 +85,9 @@ def parse_query(raw: bytes) -> dict[str, str]:
         )
     except ValueError:
         raise Refusal(
-            ErrorCode.BAD_MESSAGE, CloseCode.BAD_REQUEST, "too many query parameters"
+            ErrorCode.BAD_MESSAGE,
+            CloseCode.BAD_REQUEST,
+            f"too many query parameters: at most {MAX_QUERY_FIELDS}",
         ) from None
     return dict(pairs)
 
@@ -92,6 +96,12 @@ def negotiated(scope: dict[str, Any], query: dict[str, str]) -> tuple[Encoding, 
     """The connection's encoding and the subprotocol to echo (PROTOCOL.md section 2)."""
     try:
         return negotiate_encoding(scope.get("subprotocols") or [], query.get("format"))
+    except UnsupportedSubprotocol as unknown:
+        refusal = Refusal(unknown.code, CloseCode.BAD_REQUEST, unknown.message)
+        # Select the client's own offer, so a browser completes the handshake and
+        # reads the Error and the close code (it fails one that selects none).
+        refusal.encoding, refusal.subprotocol = unknown.encoding, unknown.offered
+        raise refusal from None
     except ProtocolError as bad:
         raise Refusal(bad.code, CloseCode.BAD_REQUEST, bad.message) from None
 
@@ -138,10 +148,14 @@ async def _check(
 ) -> Admission:
     room_id = scope["url_route"]["kwargs"].get("room_id", "")
     if not ROOM_ID.fullmatch(room_id):
-        raise Refusal(ErrorCode.BAD_MESSAGE, CloseCode.BAD_REQUEST, "invalid room id")
-    if not origin_policy(conf).allows(_header(scope, b"origin")):
+        raise Refusal(ErrorCode.BAD_MESSAGE, CloseCode.BAD_REQUEST, INVALID_ROOM_ID)
+    origin = _header(scope, b"origin")
+    if not origin_policy(conf).allows(origin):
         raise Refusal(
-            ErrorCode.FORBIDDEN, CloseCode.FORBIDDEN, "origin not allowed", outcome="refused_origin"
+            ErrorCode.FORBIDDEN,
+            CloseCode.FORBIDDEN,
+            origin_refusal_text(origin),
+            outcome="refused_origin",
         )
     ip_address = client_ip(scope, frozenset(conf.TRUSTED_PROXIES))
     try:
@@ -171,6 +185,39 @@ async def _check(
     if identity is not None and identity.dev_mode:
         metrics.DEV_AUTH_CONNECTIONS.inc()
     return Admission(room_id, encoding, subprotocol, query, ip_address, identity)
+
+
+def awaiting_credentials_text(conf: PresenceSettings) -> str:
+    """What a socket without credentials must send (development mode says so at once)."""
+    return (
+        f"no credentials yet: send a ClientHello with auth_token within "
+        f"{conf.AUTH_TIMEOUT_SECONDS:g} s, or reconnect with user_id in the URL "
+        "(development mode)"
+    )
+
+
+def credentials_too_late_text(conf: PresenceSettings) -> str:
+    """Why a socket without credentials is closed with 4408."""
+    text = (
+        f"no credentials within {conf.AUTH_TIMEOUT_SECONDS:g} s: send a ClientHello with auth_token"
+    )
+    return text + " or user_id in the URL (development mode)" if conf.DEV_AUTH else text
+
+
+HELLO_WITHOUT_TOKEN = (
+    "this socket came without credentials: its first ClientHello must carry auth_token"
+)
+
+
+def origin_refusal_text(origin: str | None) -> str:
+    """Why an origin was refused, naming the settings that would allow it."""
+    if not origin:
+        return "an Origin header is required: PRESENCE_ALLOW_MISSING_ORIGIN is off on this server"
+    shown = origin[:MAX_ORIGIN_ECHO] + ("..." if len(origin) > MAX_ORIGIN_ECHO else "")
+    return (
+        f"origin {shown!r} not allowed: the server accepts origins whose host is in "
+        "ALLOWED_HOSTS or that are listed in PRESENCE_ALLOWED_ORIGINS"
+    )
 
 
 def origin_policy(conf: PresenceSettings) -> OriginPolicy:
