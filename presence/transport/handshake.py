@@ -1,7 +1,8 @@
 """The checks a WebSocket handshake passes before the socket joins a room.
 
-In PROTOCOL.md's order: a well-formed request (room id, query, encoding),
-an allowed origin, the per-IP connection rate, then credentials. A refusal
+Every attempt first counts against the per-IP connection rate (whatever its
+path, room or origin), then PROTOCOL.md's checks: a well-formed request (room
+id, query, encoding), an allowed origin, then credentials. A refusal
 is a :class:`Refusal`; the consumer accepts the socket, sends the ``Error``
 and closes with the code, since browsers cannot read a failed upgrade.
 """
@@ -129,34 +130,26 @@ def _header(scope: dict[str, Any], name: bytes) -> str | None:
 
 
 async def admit(scope: dict[str, Any], conf: PresenceSettings) -> Admission:
-    """Run every handshake check; raise :class:`Refusal` at the first that fails."""
-    query = parse_query(scope.get("query_string", b""))
-    encoding, subprotocol = negotiated(scope, query)
+    """Run every handshake check; raise :class:`Refusal` at the first that fails.
+
+    Every attempt counts against the per-IP limit, a malformed one too.
+    """
     try:
-        return await _check(scope, conf, query, encoding, subprotocol)
+        query = parse_query(scope.get("query_string", b""))
+        encoding, subprotocol = negotiated(scope, query)
+    except Refusal:
+        await count_attempt(scope, conf)  # may refuse with 4429 instead
+        raise
+    try:
+        ip_address = await count_attempt(scope, conf)
+        return await _check(scope, conf, query, ip_address, (encoding, subprotocol))
     except Refusal as refused:
         refused.encoding, refused.subprotocol = encoding, subprotocol
         raise
 
 
-async def _check(
-    scope: dict[str, Any],
-    conf: PresenceSettings,
-    query: dict[str, str],
-    encoding: Encoding,
-    subprotocol: str | None,
-) -> Admission:
-    room_id = scope["url_route"]["kwargs"].get("room_id", "")
-    if not ROOM_ID.fullmatch(room_id):
-        raise Refusal(ErrorCode.BAD_MESSAGE, CloseCode.BAD_REQUEST, INVALID_ROOM_ID)
-    origin = _header(scope, b"origin")
-    if not origin_policy(conf).allows(origin):
-        raise Refusal(
-            ErrorCode.FORBIDDEN,
-            CloseCode.FORBIDDEN,
-            origin_refusal_text(origin),
-            outcome="refused_origin",
-        )
+async def count_attempt(scope: dict[str, Any], conf: PresenceSettings) -> str:
+    """Count one connection attempt of the client's IP; return the IP or refuse (4429, 4012)."""
     ip_address = client_ip(scope, frozenset(conf.TRUSTED_PROXIES))
     try:
         decision = await get_attempt_limiter(conf).hit(attempt_key(ip_address))
@@ -173,6 +166,27 @@ async def _check(
             "too many connection attempts",
             retry_after_ms=decision.retry_after_ms,
         )
+    return ip_address
+
+
+async def _check(
+    scope: dict[str, Any],
+    conf: PresenceSettings,
+    query: dict[str, str],
+    ip_address: str,
+    negotiation: tuple[Encoding, str | None],
+) -> Admission:
+    room_id = scope["url_route"]["kwargs"].get("room_id", "")
+    if not ROOM_ID.fullmatch(room_id):
+        raise Refusal(ErrorCode.BAD_MESSAGE, CloseCode.BAD_REQUEST, INVALID_ROOM_ID)
+    origin = _header(scope, b"origin")
+    if not origin_policy(conf).allows(origin):
+        raise Refusal(
+            ErrorCode.FORBIDDEN,
+            CloseCode.FORBIDDEN,
+            origin_refusal_text(origin),
+            outcome="refused_origin",
+        )
     try:
         if query.get("auth_token"):
             identity = await database_sync_to_async(identify)(
@@ -184,7 +198,7 @@ async def _check(
         raise Refusal(refused.code, refused.close_code, refused.text) from None
     if identity is not None and identity.dev_mode:
         metrics.DEV_AUTH_CONNECTIONS.inc()
-    return Admission(room_id, encoding, subprotocol, query, ip_address, identity)
+    return Admission(room_id, *negotiation, query, ip_address, identity)
 
 
 def awaiting_credentials_text(conf: PresenceSettings) -> str:
