@@ -35,6 +35,8 @@ LOG_TAIL_LINES = 30
 # The parent's environment must not choose the child's database or channel layer.
 SCRUBBED_ENV = ("REDIS_URL", "REDIS_CHANNEL_PREFIX", "DATABASE_URL", "SQLITE_PATH", "ALLOWED_HOSTS")
 SERVERS = ("daphne", "uvicorn")
+# uvicorn's websockets-sansio protocol with the frame guard (presence/transport/uvicorn_ws.py).
+UVICORN_WS_PROTOCOL = "presence.transport.uvicorn_ws:GuardedWebSocketProtocol"
 
 _http = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # no proxy for 127.0.0.1
 
@@ -127,7 +129,7 @@ def service_command(server: str, port: int) -> list[str]:
             str(port),
             # The same WebSocket options as `make run` and the Dockerfile.
             "--ws",
-            "websockets-sansio",
+            UVICORN_WS_PROTOCOL,
             "--ws-max-size",
             str(MAX_WS_BYTES),
             "--ws-per-message-deflate",

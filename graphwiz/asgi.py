@@ -11,8 +11,14 @@ django_http = get_asgi_application()  # must load before anything imports models
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 
+from presence.transport import daphne_ws  # noqa: E402
 from presence.transport.lifespan import lifespan_app  # noqa: E402
 from presence.transport.routing import websocket_urlpatterns  # noqa: E402
+
+# daphne (and runserver, daphne's) has no option for a WebSocket protocol class:
+# its factory builds ours, which bounds the frames the application never sees.
+# uvicorn is told on its command line (--ws presence.transport.uvicorn_ws:...).
+daphne_ws.install()
 
 # Everything loaded so far lives as long as the process: keep it out of the
 # cyclic collector's full passes, which otherwise stall every connection.
