@@ -94,6 +94,10 @@ class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
         if self.close_sent or self.transport.is_closing():
             return
         self.queue.put_nowait({"type": "websocket.disconnect", "code": code, "reason": reason})
+        if not self.handshake_complete:  # frames sent before the 101: nothing to close politely
+            self.close_sent = True
+            self.transport.close()
+            return
         self.conn.fail(code, reason)  # queues the close frame; later input is discarded
         self.transport.write(b"".join(self.conn.data_to_send()))
         self.close_sent = True
