@@ -34,7 +34,10 @@ migrate: install-runtime
 # slow reader's socket, so the service's own bounded outbox absorbs the backlog.
 # --no-proxy-headers: uvicorn would otherwise believe X-Forwarded-For from
 # 127.0.0.1; only TRUSTED_PROXIES decides (presence/transport/ratelimits.py).
-UVICORN_WS := --ws websockets-sansio --ws-max-size 65536 --ws-per-message-deflate false --no-proxy-headers
+# --ws: uvicorn's websockets-sansio protocol with the frame guard (ping floods,
+# endless fragments, oversized handshakes: presence/transport/uvicorn_ws.py).
+# daphne gets the same guard from graphwiz/asgi.py (presence/transport/daphne_ws.py).
+UVICORN_WS := --ws presence.transport.uvicorn_ws:GuardedWebSocketProtocol --ws-max-size 65536 --ws-per-message-deflate false --no-proxy-headers
 
 run: migrate  ## serve HTTP + WebSocket with uvicorn on $(HOST):$(PORT)
 	$(BIN)/uvicorn graphwiz.asgi:application --host $(HOST) --port $(PORT) $(UVICORN_WS)

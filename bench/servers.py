@@ -38,6 +38,8 @@ SCRUBBED_ENV = ("REDIS_URL", "REDIS_CHANNEL_PREFIX", "DATABASE_URL", "SQLITE_PAT
 SERVERS = ("daphne", "uvicorn")
 # DEBUG is off, so the service wants a real secret; one per run, shared by its instances.
 SECRET_KEY = secrets.token_urlsafe(50)
+# uvicorn's websockets-sansio protocol with the frame guard (presence/transport/uvicorn_ws.py).
+UVICORN_WS_PROTOCOL = "presence.transport.uvicorn_ws:GuardedWebSocketProtocol"
 
 _http = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # no proxy for 127.0.0.1
 
@@ -139,7 +141,7 @@ def service_command(server: str, port: int, *, quiet: bool = True) -> list[str]:
             str(port),
             # The same WebSocket options as `make run` and the Dockerfile.
             "--ws",
-            "websockets-sansio",
+            UVICORN_WS_PROTOCOL,
             "--ws-max-size",
             str(MAX_WS_BYTES),
             "--ws-per-message-deflate",

@@ -15,8 +15,14 @@ with exit_on_bad_configuration():
 from channels.routing import ProtocolTypeRouter, URLRouter
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
 
+from presence.transport import daphne_ws
 from presence.transport.lifespan import lifespan_app
 from presence.transport.routing import websocket_urlpatterns
+
+# daphne (and runserver, daphne's) has no option for a WebSocket protocol class:
+# its factory builds ours, which bounds the frames the application never sees.
+# uvicorn is told on its command line (--ws presence.transport.uvicorn_ws:...).
+daphne_ws.install()
 
 # Everything loaded so far lives as long as the process: keep it out of the
 # cyclic collector's full passes, which otherwise stall every connection.

@@ -197,10 +197,15 @@ def identify(query: dict[str, str], *, room_id: str, dev_auth: bool) -> Identity
         raise AuthRefused(
             ErrorCode.UNAUTHORIZED,
             CloseCode.UNAUTHORIZED,
-            "development mode is off: send an access token",
+            "development mode is off: user_id alone is not accepted; send an access token "
+            "as auth_token (in the URL or the first ClientHello)",
         )
     if len(user_id) > MAX_USER_ID or not user_id.isprintable():
-        raise AuthRefused(ErrorCode.BAD_MESSAGE, CloseCode.BAD_REQUEST, "invalid user_id")
+        raise AuthRefused(
+            ErrorCode.BAD_MESSAGE,
+            CloseCode.BAD_REQUEST,
+            f"user_id must be 1-{MAX_USER_ID} printable characters",
+        )
     _warn_dev_mode_once()
     return Identity(user_id=user_id, display_name=user_id)
 

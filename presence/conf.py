@@ -17,6 +17,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 
+from presence.protocol.frameguard import FrameLimits
 from presence.protocol.validation import FieldLimits
 from presence.transport.ratelimits import trusted_networks
 
@@ -49,6 +50,10 @@ class PresenceSettings:
     MESSAGE_RATE_WINDOW_SECONDS: float = 1.0
     MESSAGE_RATE_STRIKES: int = 3  # consecutive windows over the limit before 4008
     REDIS_URL: str = ""  # shared registry and rate-limit windows when set
+    # --- below the application: frames the server's WebSocket layer handles
+    WS_CONTROL_FRAME_LIMIT: int = 30  # pings and pongs per window, then close 4008
+    WS_CONTROL_FRAME_WINDOW_SECONDS: float = 10.0
+    WS_MAX_FRAGMENTS: int = 128  # frames of one message, then close 1009
     # --- many instances on one Redis (README "Scaling out")
     REGISTRY_LEASE_SECONDS: float = 15.0  # an instance silent this long is swept
     REGISTRY_HEARTBEAT_SECONDS: float = 5.0  # heartbeat and sweep period
@@ -72,6 +77,15 @@ class PresenceSettings:
     def field_limits(self) -> FieldLimits:
         """Bounds on client-supplied fields."""
         return FieldLimits(frame_bytes=self.MAX_FRAME_BYTES)
+
+    @property
+    def frame_limits(self) -> FrameLimits:
+        """Bounds on the frames the WebSocket layer handles below the consumer."""
+        return FrameLimits(
+            control_frames=self.WS_CONTROL_FRAME_LIMIT,
+            control_window=self.WS_CONTROL_FRAME_WINDOW_SECONDS,
+            fragments=self.WS_MAX_FRAGMENTS,
+        )
 
 
 DEFAULTS: dict[str, Any] = {f.name: f.default for f in fields(PresenceSettings)}

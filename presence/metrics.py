@@ -105,6 +105,7 @@ OUTCOMES = (
     "refused_rate",
     "refused_origin",
     "refused_room",
+    "refused_path",
     "refused_other",
 )
 CONNECTIONS = Counter(

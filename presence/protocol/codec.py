@@ -18,9 +18,16 @@ from google.protobuf.message import DecodeError
 from presence.protocol import core_pb2 as pb
 from presence.protocol.codes import ErrorCode
 from presence.protocol.errors import BadFrame, ProtocolError
+from presence.protocol.jsonshape import explain_json_frame, quoted
 
 PROTO_SUBPROTOCOL = "graphwiz.proto.v1"
 JSON_SUBPROTOCOL = "graphwiz.json.v1"
+OUR_SUBPROTOCOLS = "graphwiz."  # the prefix of this protocol's subprotocol names
+UNDECODABLE_PROTOBUF = (
+    "undecodable protobuf frame: a binary frame holds one graphwiz.core.Message "
+    "(PROTOCOL.md section 3) and its strings are UTF-8 (entitySpawn components are "
+    "strings, entityUpdate components bytes)"
+)
 _SEQ_TAG = bytes([(4 << 3) | 0])  # field 4 (seq), wire type varint
 
 
@@ -31,25 +38,52 @@ class Encoding(Enum):
     JSON = "json"
 
 
+class UnsupportedSubprotocol(ProtocolError):
+    """The client offered only ``graphwiz.*`` subprotocols this server does not speak.
+
+    RFC 6455 lets a server ignore unknown subprotocols, but a browser that
+    offered some fails a handshake whose answer selects none, and never sees
+    why. So the refusal selects the client's own ``offered`` (a server may
+    select any offered one), answers in the encoding its name suggests, and
+    says which subprotocols exist.
+    """
+
+    def __init__(self, offered: str) -> None:
+        super().__init__(
+            ErrorCode.BAD_MESSAGE,
+            f"unsupported subprotocol {quoted(offered)}: this server speaks "
+            f"{PROTO_SUBPROTOCOL} (binary protobuf) and {JSON_SUBPROTOCOL} (proto3 JSON)",
+        )
+        self.offered = offered
+        self.encoding = Encoding.JSON if "json" in offered.lower() else Encoding.PROTO
+
+
 def negotiate_encoding(
     subprotocols: Sequence[str], format_param: str | None
 ) -> tuple[Encoding, str | None]:
     """Pick the connection's encoding: subprotocol, else ``format``, else proto.
 
     Returns the encoding and the subprotocol to echo (``None`` for none).
+    Subprotocols of other protocols are ignored (RFC 6455 section 4.2.2);
+    offering only unknown ``graphwiz.*`` ones raises :class:`UnsupportedSubprotocol`.
     """
     for offered in subprotocols:
         if offered == PROTO_SUBPROTOCOL:
             return Encoding.PROTO, offered
         if offered == JSON_SUBPROTOCOL:
             return Encoding.JSON, offered
-    if format_param is None or format_param == "":
+    for offered in subprotocols:
+        if offered.startswith(OUR_SUBPROTOCOLS):
+            raise UnsupportedSubprotocol(offered)
+    wanted = (format_param or "").strip().lower()
+    if not wanted:
         return Encoding.PROTO, None
     try:
-        return Encoding(format_param), None
+        return Encoding(wanted), None
     except ValueError:
         raise ProtocolError(
-            ErrorCode.BAD_MESSAGE, f"format must be 'proto' or 'json', got {format_param[:16]!r}"
+            ErrorCode.BAD_MESSAGE,
+            f"format must be proto or json, got {quoted(format_param or '')}",
         ) from None
 
 
@@ -60,13 +94,14 @@ def decode_frame(data: bytes | str) -> pb.Message:
         try:
             message.ParseFromString(data)
         except DecodeError:
-            raise BadFrame(ErrorCode.BAD_MESSAGE, "undecodable protobuf frame") from None
+            raise BadFrame(ErrorCode.BAD_MESSAGE, UNDECODABLE_PROTOBUF) from None
         message.DiscardUnknownFields()
         return message
     try:
         json_format.Parse(data, message)
     except (json_format.ParseError, ValueError, RecursionError):
-        raise BadFrame(ErrorCode.BAD_MESSAGE, "undecodable JSON frame") from None
+        # Only now, off the hot path: say which field is wrong and what it must be.
+        raise BadFrame(ErrorCode.BAD_MESSAGE, explain_json_frame(data)) from None
     return message
 
 

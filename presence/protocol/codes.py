@@ -10,9 +10,15 @@ ErrorCode = pb.Error.ErrorCode
 
 
 class CloseCode(IntEnum):
-    """WebSocket close codes the server sends; daphne only sends 1000 or 3000-4999."""
+    """WebSocket close codes the server sends (PROTOCOL.md section 7).
+
+    The application closes with 1000 or 3000-4999 (all daphne passes on);
+    1009 comes from the WebSocket layer below it (a frame or message over
+    64 KiB, or in too many fragments: ``presence.protocol.frameguard``).
+    """
 
     NORMAL = 1000
+    MESSAGE_TOO_BIG = 1009
     GOING_AWAY = 4000
     UNSUPPORTED_DATA = 4003
     INVALID_MESSAGES = 4007

@@ -33,11 +33,11 @@ class MessageType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     PLAYER_MUTED: _ClassVar[MessageType]
     ROOM_LOCKED: _ClassVar[MessageType]
 
-class ChatType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+class ChatMessageType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
-    NORMAL: _ClassVar[ChatType]
-    WHISPER: _ClassVar[ChatType]
-    SHOUT: _ClassVar[ChatType]
+    NORMAL: _ClassVar[ChatMessageType]
+    WHISPER: _ClassVar[ChatMessageType]
+    SHOUT: _ClassVar[ChatMessageType]
 
 class PresenceEventType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -67,9 +67,9 @@ LOCK_ROOM: MessageType
 PLAYER_KICKED: MessageType
 PLAYER_MUTED: MessageType
 ROOM_LOCKED: MessageType
-NORMAL: ChatType
-WHISPER: ChatType
-SHOUT: ChatType
+NORMAL: ChatMessageType
+WHISPER: ChatMessageType
+SHOUT: ChatMessageType
 JOIN: PresenceEventType
 LEAVE: PresenceEventType
 UPDATE: PresenceEventType
@@ -151,20 +151,18 @@ class Quaternion(_message.Message):
     def __init__(self, x: _Optional[float] = ..., y: _Optional[float] = ..., z: _Optional[float] = ..., w: _Optional[float] = ...) -> None: ...
 
 class AvatarConfig(_message.Message):
-    __slots__ = ("avatar_id", "body_type", "primary_color", "secondary_color", "height", "custom_model_url")
-    AVATAR_ID_FIELD_NUMBER: _ClassVar[int]
+    __slots__ = ("body_type", "primary_color", "secondary_color", "height", "custom_model_url")
     BODY_TYPE_FIELD_NUMBER: _ClassVar[int]
     PRIMARY_COLOR_FIELD_NUMBER: _ClassVar[int]
     SECONDARY_COLOR_FIELD_NUMBER: _ClassVar[int]
     HEIGHT_FIELD_NUMBER: _ClassVar[int]
     CUSTOM_MODEL_URL_FIELD_NUMBER: _ClassVar[int]
-    avatar_id: str
     body_type: str
     primary_color: str
     secondary_color: str
     height: float
     custom_model_url: str
-    def __init__(self, avatar_id: _Optional[str] = ..., body_type: _Optional[str] = ..., primary_color: _Optional[str] = ..., secondary_color: _Optional[str] = ..., height: _Optional[float] = ..., custom_model_url: _Optional[str] = ...) -> None: ...
+    def __init__(self, body_type: _Optional[str] = ..., primary_color: _Optional[str] = ..., secondary_color: _Optional[str] = ..., height: _Optional[float] = ..., custom_model_url: _Optional[str] = ...) -> None: ...
 
 class ClientHello(_message.Message):
     __slots__ = ("client_id", "display_name", "auth_token", "requested_room", "avatar_url", "avatar_config", "capabilities")
@@ -219,14 +217,16 @@ class PositionUpdate(_message.Message):
     def __init__(self, entity_id: _Optional[str] = ..., position: _Optional[_Union[Vector3, _Mapping]] = ..., rotation: _Optional[_Union[Quaternion, _Mapping]] = ..., sequence_number: _Optional[int] = ...) -> None: ...
 
 class VoiceData(_message.Message):
-    __slots__ = ("audio_data", "sequence_number", "codec")
+    __slots__ = ("from_client_id", "audio_data", "sequence_number", "codec")
+    FROM_CLIENT_ID_FIELD_NUMBER: _ClassVar[int]
     AUDIO_DATA_FIELD_NUMBER: _ClassVar[int]
     SEQUENCE_NUMBER_FIELD_NUMBER: _ClassVar[int]
     CODEC_FIELD_NUMBER: _ClassVar[int]
+    from_client_id: str
     audio_data: bytes
     sequence_number: int
-    codec: str
-    def __init__(self, audio_data: _Optional[bytes] = ..., sequence_number: _Optional[int] = ..., codec: _Optional[str] = ...) -> None: ...
+    codec: int
+    def __init__(self, from_client_id: _Optional[str] = ..., audio_data: _Optional[bytes] = ..., sequence_number: _Optional[int] = ..., codec: _Optional[int] = ...) -> None: ...
 
 class EntitySpawn(_message.Message):
     __slots__ = ("entity_id", "template_id", "owner_id", "components")
@@ -277,8 +277,8 @@ class ChatMessage(_message.Message):
     from_client_id: str
     message: str
     timestamp: int
-    type: ChatType
-    def __init__(self, from_client_id: _Optional[str] = ..., message: _Optional[str] = ..., timestamp: _Optional[int] = ..., type: _Optional[_Union[ChatType, str]] = ...) -> None: ...
+    type: ChatMessageType
+    def __init__(self, from_client_id: _Optional[str] = ..., message: _Optional[str] = ..., timestamp: _Optional[int] = ..., type: _Optional[_Union[ChatMessageType, str]] = ...) -> None: ...
 
 class PresenceEvent(_message.Message):
     __slots__ = ("client_id", "event_type", "data")
@@ -307,14 +307,16 @@ class PresenceData(_message.Message):
     def __init__(self, display_name: _Optional[str] = ..., avatar_url: _Optional[str] = ..., position: _Optional[_Union[Vector3, _Mapping]] = ..., rotation: _Optional[_Union[Quaternion, _Mapping]] = ..., avatar_config: _Optional[_Union[AvatarConfig, _Mapping]] = ..., host_client_id: _Optional[str] = ...) -> None: ...
 
 class WorldState(_message.Message):
-    __slots__ = ("entities", "players", "last_update")
+    __slots__ = ("entities", "players", "last_update", "recent_chat")
     ENTITIES_FIELD_NUMBER: _ClassVar[int]
     PLAYERS_FIELD_NUMBER: _ClassVar[int]
     LAST_UPDATE_FIELD_NUMBER: _ClassVar[int]
+    RECENT_CHAT_FIELD_NUMBER: _ClassVar[int]
     entities: _containers.RepeatedCompositeFieldContainer[EntitySnapshot]
     players: _containers.RepeatedCompositeFieldContainer[PlayerSnapshot]
     last_update: int
-    def __init__(self, entities: _Optional[_Iterable[_Union[EntitySnapshot, _Mapping]]] = ..., players: _Optional[_Iterable[_Union[PlayerSnapshot, _Mapping]]] = ..., last_update: _Optional[int] = ...) -> None: ...
+    recent_chat: _containers.RepeatedCompositeFieldContainer[ChatMessage]
+    def __init__(self, entities: _Optional[_Iterable[_Union[EntitySnapshot, _Mapping]]] = ..., players: _Optional[_Iterable[_Union[PlayerSnapshot, _Mapping]]] = ..., last_update: _Optional[int] = ..., recent_chat: _Optional[_Iterable[_Union[ChatMessage, _Mapping]]] = ...) -> None: ...
 
 class EntitySnapshot(_message.Message):
     __slots__ = ("id", "template_id", "position", "rotation", "components", "owner_id")

@@ -332,6 +332,7 @@ class RoomState:
     def _on_voice_data(self, client_id: str, message: pb.Message, now_ms: int) -> Outcome:
         if client_id in self.muted:
             return Outcome()  # dropped: a muted member is not heard
+        message.voice_data.from_client_id = client_id  # like chat: never the client's word
         stamp(message, now_ms=now_ms, sender_id=client_id)
         return Outcome(broadcasts=[Broadcast(message, False, client_id)])
 

@@ -125,7 +125,7 @@ def _check_pose(message: pb.PositionUpdate | pb.PresenceData | pb.PlayerSnapshot
 
 
 def _check_avatar(config: pb.AvatarConfig, limits: FieldLimits) -> None:
-    for field in ("avatar_id", "body_type", "primary_color", "secondary_color"):
+    for field in ("body_type", "primary_color", "secondary_color"):
         _check_name(getattr(config, field), limits.identifier, f"avatar_config.{field}")
     _check_url(config.custom_model_url, limits.url, "avatar_config.custom_model_url")
     _check_floats("avatar_config.height", config.height)
@@ -178,9 +178,11 @@ def validate_client_message(message: pb.Message, limits: FieldLimits) -> str:
         _check_name(update.entity_id, limits.identifier, "entity_id")
         _check_pose(update)
     elif kind == "voice_data":
-        if len(message.voice_data.audio_data) > limits.voice_bytes:
+        voice = message.voice_data
+        if len(voice.audio_data) > limits.voice_bytes:
             raise _too_large(f"voice data larger than {limits.voice_bytes} bytes")
-        _check_name(message.voice_data.codec, limits.identifier, "codec")
+        if voice.codec < 0:
+            raise _bad("voice_data.codec must be 0 or more (0 Opus, 1 PCMU, 2 PCMA)")
     elif kind == "entity_spawn":
         spawn = message.entity_spawn
         if not spawn.entity_id:

@@ -42,10 +42,13 @@ from presence.protocol.session import Rejected, Session
 from presence.storage import services
 from presence.storage.history import get_history
 from presence.transport.handshake import (
+    HELLO_WITHOUT_TOKEN,
     Admission,
     Refusal,
     admit,
+    awaiting_credentials_text,
     client_label,
+    credentials_too_late_text,
     display_name_for,
 )
 from presence.transport.outbound import SERVER_CAPABILITIES, Outbound, OutItem
@@ -159,6 +162,9 @@ class PresenceConsumer(Outbound, AsyncConsumer):
         if admission.identity is None:
             # PROTOCOL.md section 4.2: the token may come in the first ClientHello.
             self._admission = admission
+            if self.conf.DEV_AUTH:  # no silent wait: say what would let it in
+                notice = awaiting_credentials_text(self.conf)
+                self._queue(error_message(ErrorCode.UNAUTHORIZED, notice, now_ms=0))
             self._after(self.conf.AUTH_TIMEOUT_SECONDS, self._credentials_too_late)
             return
         name = admission.query.get("display_name", "")
@@ -169,9 +175,7 @@ class PresenceConsumer(Outbound, AsyncConsumer):
         admission, self._admission = self._admission, None
         assert admission is not None
         if not hello.auth_token:
-            self._refuse_late(
-                ErrorCode.UNAUTHORIZED, CloseCode.UNAUTHORIZED, "credentials required"
-            )
+            self._refuse_late(ErrorCode.UNAUTHORIZED, CloseCode.UNAUTHORIZED, HELLO_WITHOUT_TOKEN)
             return
         try:
             identity = await database_sync_to_async(authenticate_token)(
@@ -185,9 +189,8 @@ class PresenceConsumer(Outbound, AsyncConsumer):
     def _credentials_too_late(self) -> None:
         if self._admission is not None:
             self._admission = None
-            self._refuse_late(
-                ErrorCode.UNAUTHORIZED, CloseCode.AUTH_TIMEOUT, "no credentials in time"
-            )
+            text = credentials_too_late_text(self.conf)
+            self._refuse_late(ErrorCode.UNAUTHORIZED, CloseCode.AUTH_TIMEOUT, text)
 
     def _refuse_late(
         self, code: ErrorCode, close_code: CloseCode, text: str, *, outcome: str = ""

@@ -1,7 +1,8 @@
 """The checks a WebSocket handshake passes before the socket joins a room.
 
-In PROTOCOL.md's order: a well-formed request (room id, query, encoding),
-an allowed origin, the per-IP connection rate, then credentials. A refusal
+Every attempt first counts against the per-IP connection rate (whatever its
+path, room or origin), then PROTOCOL.md's checks: a well-formed request (room
+id, query, encoding), an allowed origin, then credentials. A refusal
 is a :class:`Refusal`; the consumer accepts the socket, sends the ``Error``
 and closes with the code, since browsers cannot read a failed upgrade.
 """
@@ -22,7 +23,7 @@ from django.conf import settings
 from presence import metrics
 from presence.auth import AuthRefused, Identity, identify
 from presence.conf import PresenceSettings
-from presence.protocol.codec import Encoding, negotiate_encoding
+from presence.protocol.codec import Encoding, UnsupportedSubprotocol, negotiate_encoding
 from presence.protocol.codes import CloseCode, ErrorCode
 from presence.protocol.errors import ProtocolError
 from presence.protocol.origin import OriginPolicy
@@ -38,8 +39,10 @@ from presence.transport.ratelimits import (
 logger = logging.getLogger(__name__)
 
 ROOM_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+INVALID_ROOM_ID = "invalid room id: use 1-64 characters of [A-Za-z0-9._-]"
 MAX_QUERY_FIELDS = 16
 MAX_CLIENT_LABEL = 128  # the client_id label, as recorded in history and the registry
+MAX_ORIGIN_ECHO = 64  # characters of a refused Origin quoted back
 
 
 class Refusal(Exception):
@@ -85,7 +88,9 @@ def parse_query(raw: bytes) -> dict[str, str]:
         )
     except ValueError:
         raise Refusal(
-            ErrorCode.BAD_MESSAGE, CloseCode.BAD_REQUEST, "too many query parameters"
+            ErrorCode.BAD_MESSAGE,
+            CloseCode.BAD_REQUEST,
+            f"too many query parameters: at most {MAX_QUERY_FIELDS}",
         ) from None
     return dict(pairs)
 
@@ -94,6 +99,12 @@ def negotiated(scope: dict[str, Any], query: dict[str, str]) -> tuple[Encoding, 
     """The connection's encoding and the subprotocol to echo (PROTOCOL.md section 2)."""
     try:
         return negotiate_encoding(scope.get("subprotocols") or [], query.get("format"))
+    except UnsupportedSubprotocol as unknown:
+        refusal = Refusal(unknown.code, CloseCode.BAD_REQUEST, unknown.message)
+        # Select the client's own offer, so a browser completes the handshake and
+        # reads the Error and the close code (it fails one that selects none).
+        refusal.encoding, refusal.subprotocol = unknown.encoding, unknown.offered
+        raise refusal from None
     except ProtocolError as bad:
         raise Refusal(bad.code, CloseCode.BAD_REQUEST, bad.message) from None
 
@@ -135,31 +146,26 @@ def _header(scope: dict[str, Any], name: bytes) -> str | None:
 
 
 async def admit(scope: dict[str, Any], conf: PresenceSettings) -> Admission:
-    """Run every handshake check; raise :class:`Refusal` at the first that fails."""
-    query = parse_query(scope.get("query_string", b""))
-    encoding, subprotocol = negotiated(scope, query)
+    """Run every handshake check; raise :class:`Refusal` at the first that fails.
+
+    Every attempt counts against the per-IP limit, a malformed one too.
+    """
     try:
-        return await _check(scope, conf, query, encoding, subprotocol)
+        query = parse_query(scope.get("query_string", b""))
+        encoding, subprotocol = negotiated(scope, query)
+    except Refusal:
+        await count_attempt(scope, conf)  # may refuse with 4429 instead
+        raise
+    try:
+        ip_address = await count_attempt(scope, conf)
+        return await _check(scope, conf, query, ip_address, (encoding, subprotocol))
     except Refusal as refused:
         refused.encoding, refused.subprotocol = encoding, subprotocol
         raise
 
 
-async def _check(
-    scope: dict[str, Any],
-    conf: PresenceSettings,
-    query: dict[str, str],
-    encoding: Encoding,
-    subprotocol: str | None,
-) -> Admission:
-    room_id = scope["url_route"]["kwargs"].get("room_id", "")
-    if not ROOM_ID.fullmatch(room_id):
-        raise Refusal(ErrorCode.BAD_MESSAGE, CloseCode.BAD_REQUEST, "invalid room id")
-    client_label(query)
-    if not origin_policy(conf).allows(_header(scope, b"origin")):
-        raise Refusal(
-            ErrorCode.FORBIDDEN, CloseCode.FORBIDDEN, "origin not allowed", outcome="refused_origin"
-        )
+async def count_attempt(scope: dict[str, Any], conf: PresenceSettings) -> str:
+    """Count one connection attempt of the client's IP; return the IP or refuse (4429, 4012)."""
     ip_address = client_ip(scope, frozenset(conf.TRUSTED_PROXIES))
     try:
         decision = await get_attempt_limiter(conf).hit(attempt_key(ip_address))
@@ -176,6 +182,28 @@ async def _check(
             "too many connection attempts",
             retry_after_ms=decision.retry_after_ms,
         )
+    return ip_address
+
+
+async def _check(
+    scope: dict[str, Any],
+    conf: PresenceSettings,
+    query: dict[str, str],
+    ip_address: str,
+    negotiation: tuple[Encoding, str | None],
+) -> Admission:
+    room_id = scope["url_route"]["kwargs"].get("room_id", "")
+    if not ROOM_ID.fullmatch(room_id):
+        raise Refusal(ErrorCode.BAD_MESSAGE, CloseCode.BAD_REQUEST, INVALID_ROOM_ID)
+    client_label(query)
+    origin = _header(scope, b"origin")
+    if not origin_policy(conf).allows(origin):
+        raise Refusal(
+            ErrorCode.FORBIDDEN,
+            CloseCode.FORBIDDEN,
+            origin_refusal_text(origin),
+            outcome="refused_origin",
+        )
     try:
         if query.get("auth_token"):
             identity = await database_sync_to_async(identify)(
@@ -187,7 +215,40 @@ async def _check(
         raise Refusal(refused.code, refused.close_code, refused.text) from None
     if identity is not None and identity.dev_mode:
         metrics.DEV_AUTH_CONNECTIONS.inc()
-    return Admission(room_id, encoding, subprotocol, query, ip_address, identity)
+    return Admission(room_id, *negotiation, query, ip_address, identity)
+
+
+def awaiting_credentials_text(conf: PresenceSettings) -> str:
+    """What a socket without credentials must send (development mode says so at once)."""
+    return (
+        f"no credentials yet: send a ClientHello with auth_token within "
+        f"{conf.AUTH_TIMEOUT_SECONDS:g} s, or reconnect with user_id in the URL "
+        "(development mode)"
+    )
+
+
+def credentials_too_late_text(conf: PresenceSettings) -> str:
+    """Why a socket without credentials is closed with 4408."""
+    text = (
+        f"no credentials within {conf.AUTH_TIMEOUT_SECONDS:g} s: send a ClientHello with auth_token"
+    )
+    return text + " or user_id in the URL (development mode)" if conf.DEV_AUTH else text
+
+
+HELLO_WITHOUT_TOKEN = (
+    "this socket came without credentials: its first ClientHello must carry auth_token"
+)
+
+
+def origin_refusal_text(origin: str | None) -> str:
+    """Why an origin was refused, naming the settings that would allow it."""
+    if not origin:
+        return "an Origin header is required: PRESENCE_ALLOW_MISSING_ORIGIN is off on this server"
+    shown = origin[:MAX_ORIGIN_ECHO] + ("..." if len(origin) > MAX_ORIGIN_ECHO else "")
+    return (
+        f"origin {shown!r} not allowed: the server accepts origins whose host is in "
+        "ALLOWED_HOSTS or that are listed in PRESENCE_ALLOWED_ORIGINS"
+    )
 
 
 def origin_policy(conf: PresenceSettings) -> OriginPolicy:

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from presence.protocol import pb
-from tests.clients.live import ABNORMAL_CLOSURE, ClientPool, chat, eventually, http_get, pose
+from tests.clients.live import ClientPool, chat, eventually, http_get, pose
 from tests.e2e.conftest import MAX_WS_BYTES, Server
 
 pytestmark = pytest.mark.e2e
@@ -145,10 +145,11 @@ async def test_invalid_room_id_gets_close_4400(
 async def test_no_credentials_in_time_gets_close_4408(
     daphne_server: Server, clients: ClientPool
 ) -> None:
-    # The server waits PRESENCE_AUTH_TIMEOUT_SECONDS (1 s here) for a ClientHello token.
+    # The server waits PRESENCE_AUTH_TIMEOUT_SECONDS (1 s here) for a ClientHello token;
+    # in development mode it says so at once, then refuses at the deadline.
     client = await clients.open(f"{daphne_server.ws_url}/ws/auth-room?display_name=Alice")
     code, before = await client.expect_close()
-    assert [m.error.code for m in before] == [UNAUTHORIZED]
+    assert [m.error.code for m in before] == [UNAUTHORIZED, UNAUTHORIZED]
     assert code == 4408
 
 
@@ -165,10 +166,10 @@ async def test_oversized_frame_is_refused_and_server_keeps_serving(
     await bob.send_raw(b"\x00" * 70_000)
     assert MAX_WS_BYTES < 70_000
     code, before = await bob.expect_close()
-    # daphne's own limit refuses the frame before the application sees it. Autobahn
-    # would close with 1009, but daphne keeps its default failByDrop=True, so the TCP
-    # connection is dropped and the client sees 1006; both mean "refused by daphne".
-    assert code in (MESSAGE_TOO_BIG, ABNORMAL_CLOSURE)
+    # daphne's own limit refuses the frame before the application sees it, with
+    # 1009: the guarded protocol turns autobahn's failByDrop off, so the close
+    # frame goes out instead of a silent TCP drop (1006).
+    assert code == MESSAGE_TOO_BIG
     assert not any(m.WhichOneof("payload") == "error" for m in before)
 
     gone = await control.recv_until(lambda m: m.type == pb.PRESENCE_LEAVE)

@@ -114,7 +114,7 @@ def kick(target: Client, reason: str, message_id: str) -> pb.Message:
 
 def voice(sequence_number: int) -> pb.Message:
     """A small ``VoiceData`` frame."""
-    data = pb.VoiceData(audio_data=b"\x01\x02", sequence_number=sequence_number, codec="opus")
+    data = pb.VoiceData(audio_data=b"\x01\x02", sequence_number=sequence_number, codec=0)
     return pb.Message(voice_data=data)
 
 

@@ -80,7 +80,10 @@ def test_dev_off_refusal_tells_the_client_what_to_send() -> None:
     with pytest.raises(AuthRefused) as refused:
         identify({"user_id": "alice"}, room_id=ROOM, dev_auth=False)
 
-    assert refused.value.text == "development mode is off: send an access token"
+    assert refused.value.text == (
+        "development mode is off: user_id alone is not accepted; send an access token "
+        "as auth_token (in the URL or the first ClientHello)"
+    )
 
 
 def test_longest_allowed_user_id_is_accepted_in_dev_mode() -> None:

@@ -10,6 +10,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from graphwiz.envparse import env_bool, env_float, env_int, env_list
 from presence.conf import DEFAULTS, PresenceSettings, build
+from presence.protocol.frameguard import FrameLimits
 
 # --- env_bool -----------------------------------------------------------------
 
@@ -207,6 +208,14 @@ def test_int_is_accepted_for_a_float_setting() -> None:
 
 def test_max_frame_bytes_sets_the_field_limit() -> None:
     assert build({"MAX_FRAME_BYTES": 1024}).field_limits.frame_bytes == 1024
+
+
+def test_frame_limit_settings_set_the_frame_guard() -> None:
+    built = build(
+        {"WS_CONTROL_FRAME_LIMIT": 5, "WS_CONTROL_FRAME_WINDOW_SECONDS": 2, "WS_MAX_FRAGMENTS": 7}
+    )
+
+    assert built.frame_limits == FrameLimits(control_frames=5, control_window=2.0, fragments=7)
 
 
 def test_unknown_key_is_rejected_by_name() -> None:

@@ -175,6 +175,8 @@ async def test_valid_token_in_first_client_hello_joins(arena: Arena, alice: Any)
     client = ProtocolClient(f"/ws/{ROOM}")
     await client.open()
     await client.send(pb.Message(client_hello=pb.ClientHello(auth_token=token, display_name="Al")))
+    notice = await client.recv()  # development mode says what it waits for
+    assert notice.error.code == ErrorCode.UNAUTHORIZED
     first = await client.recv()
     assert first.WhichOneof("payload") == "server_hello"
     assert (

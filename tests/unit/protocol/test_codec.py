@@ -195,6 +195,14 @@ def test_unknown_nested_protobuf_field_is_discarded() -> None:
         pytest.param(["chat"], "json", (Encoding.JSON, None), id="unknown-sp-then-format"),
         pytest.param([], "json", (Encoding.JSON, None), id="format-json"),
         pytest.param([], "proto", (Encoding.PROTO, None), id="format-proto"),
+        pytest.param([], "JSON", (Encoding.JSON, None), id="format-any-case"),
+        pytest.param([], " json ", (Encoding.JSON, None), id="format-padded"),
+        pytest.param(
+            ["graphwiz.proto.v9", PROTO_SUBPROTOCOL],
+            None,
+            (Encoding.PROTO, PROTO_SUBPROTOCOL),
+            id="unknown-graphwiz-sp-skipped-for-a-known-one",
+        ),
         pytest.param([], "", (Encoding.PROTO, None), id="empty-format"),
         pytest.param([], None, (Encoding.PROTO, None), id="nothing"),
     ],
@@ -205,7 +213,7 @@ def test_negotiate_encoding(
     assert negotiate_encoding(subprotocols, format_param) == expected
 
 
-@pytest.mark.parametrize("format_param", ["xml", "JSON", "protobuf", " json"])
+@pytest.mark.parametrize("format_param", ["xml", "protobuf", "js on"])
 def test_unknown_format_parameter_is_a_protocol_error(format_param: str) -> None:
     with pytest.raises(ProtocolError) as refused:
         negotiate_encoding([], format_param)

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from google.protobuf.descriptor import FieldDescriptor
 
 from presence.protocol import pb
 
@@ -87,7 +88,17 @@ ERROR_CODES = {
 }
 # PROTOCOL.md section 3: the other messages whose field numbers it spells out.
 OTHER_FIELDS = {
+    "Vector3": {"x": 1, "y": 2, "z": 3},
+    "Quaternion": {"x": 1, "y": 2, "z": 3, "w": 4},
     "PositionUpdate": {"entity_id": 1, "position": 2, "rotation": 3, "sequence_number": 4},
+    "VoiceData": {"from_client_id": 1, "audio_data": 2, "sequence_number": 3, "codec": 4},
+    "AvatarConfig": {
+        "body_type": 1,
+        "primary_color": 2,
+        "secondary_color": 3,
+        "height": 4,
+        "custom_model_url": 5,
+    },
     "EntitySpawn": {"entity_id": 1, "template_id": 2, "owner_id": 3, "components": 4},
     "EntityUpdate": {"entity_id": 1, "components": 2},
     "EntityDespawn": {"entity_id": 1},
@@ -101,13 +112,14 @@ OTHER_FIELDS = {
         "avatar_config": 5,
         "host_client_id": 6,
     },
-    "WorldState": {"entities": 1, "players": 2, "last_update": 3},
+    "WorldState": {"entities": 1, "players": 2, "last_update": 3, "recent_chat": 4},
     "EntitySnapshot": {
         "id": 1,
         "template_id": 2,
         "position": 3,
         "rotation": 4,
         "components": 5,
+        "owner_id": 6,
     },
     "PlayerSnapshot": {
         "client_id": 1,
@@ -142,6 +154,20 @@ OTHER_FIELDS = {
     "Ping": {"client_time_ms": 1},
     "Pong": {"client_time_ms": 1, "server_time_ms": 2},
     "Batch": {"messages": 1},
+    "KickPlayer": {"target_client_id": 1, "reason": 2},
+    "MutePlayer": {"target_client_id": 1, "muted": 2, "reason": 3},
+    "LockRoom": {"locked": 1, "reason": 2},
+    "PlayerKicked": {"kicked_client_id": 1, "kicked_by_client_id": 2, "reason": 3},
+    "PlayerMuted": {"muted_client_id": 1, "muted": 2, "reason": 3},
+    "RoomLocked": {"locked": 1, "locked_by_client_id": 2, "reason": 3},
+}
+# PROTOCOL.md section 3 spells out these types: int32 where upstream has int32.
+FIELD_TYPES = {
+    ("VoiceData", "from_client_id"): "string",
+    ("VoiceData", "audio_data"): "bytes",
+    ("VoiceData", "sequence_number"): "int32",
+    ("VoiceData", "codec"): "int32",
+    ("AvatarConfig", "height"): "float",
 }
 
 MESSAGE = pb.Message.DESCRIPTOR
@@ -213,6 +239,26 @@ def test_error_code_value(name: str, value: int) -> None:
 
 def test_error_code_has_only_the_values_protocol_md_lists() -> None:
     assert set(ERROR_CODE_ENUM.values_by_name) == set(ERROR_CODES)
+
+
+def test_every_message_of_protocol_md_has_exactly_its_listed_fields() -> None:
+    for message, listed in OTHER_FIELDS.items():
+        descriptor = pb.DESCRIPTOR.message_types_by_name[message]
+        assert set(descriptor.fields_by_name) == set(listed), message
+
+
+_TYPE_NAMES = {
+    FieldDescriptor.TYPE_STRING: "string",
+    FieldDescriptor.TYPE_BYTES: "bytes",
+    FieldDescriptor.TYPE_INT32: "int32",
+    FieldDescriptor.TYPE_FLOAT: "float",
+}
+
+
+@pytest.mark.parametrize(("message", "field"), FIELD_TYPES)
+def test_field_has_the_type_protocol_md_gives(message: str, field: str) -> None:
+    descriptor = pb.DESCRIPTOR.message_types_by_name[message].fields_by_name[field]
+    assert _TYPE_NAMES.get(descriptor.type) == FIELD_TYPES[(message, field)]
 
 
 @pytest.mark.parametrize(

@@ -410,7 +410,7 @@ def test_position_update_gets_no_ack_even_with_a_message_id() -> None:
 
 def test_voice_broadcast_is_volatile_and_never_coalesced() -> None:
     room = room_with("alice", "bob")
-    voice = pb.Message(voice_data=pb.VoiceData(audio_data=b"\x01\x02", codec="opus"))
+    voice = pb.Message(voice_data=pb.VoiceData(audio_data=b"\x01\x02", codec=1))
 
     spoken = only_broadcast(send(room, "alice", voice))
 
@@ -419,6 +419,15 @@ def test_voice_broadcast_is_volatile_and_never_coalesced() -> None:
     assert spoken.exclude == "alice"
     assert spoken.message.sender_id == "alice"
     assert spoken.message.type == pb.VOICE_DATA
+
+
+def test_relayed_voice_names_its_speaker_whatever_the_client_claimed() -> None:
+    room = room_with("alice", "bob")
+    voice = pb.Message(voice_data=pb.VoiceData(from_client_id="bob", audio_data=b"\x01"))
+
+    spoken = only_broadcast(send(room, "alice", voice))
+
+    assert spoken.message.voice_data.from_client_id == "alice"
 
 
 # --- entity spawn --------------------------------------------------------------

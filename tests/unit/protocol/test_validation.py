@@ -34,7 +34,7 @@ VALID_CLIENT_MESSAGES: dict[str, pb.Message] = {
             auth_token="eyJ.token.sig",
             requested_room="lobby",
             avatar_url="https://example.com/ada.glb",
-            avatar_config=pb.AvatarConfig(avatar_id="robot", height=1.7),
+            avatar_config=pb.AvatarConfig(body_type="robot", height=1.7),
             capabilities=["ack", "batch"],
         )
     ),
@@ -43,7 +43,7 @@ VALID_CLIENT_MESSAGES: dict[str, pb.Message] = {
             position=pb.Vector3(x=1, y=1.6, z=-2), rotation=pb.Quaternion(w=1)
         )
     ),
-    "voice_data": pb.Message(voice_data=pb.VoiceData(audio_data=b"\x01" * 160, codec="opus")),
+    "voice_data": pb.Message(voice_data=pb.VoiceData(audio_data=b"\x01" * 160, codec=1)),
     "entity_spawn": pb.Message(
         entity_spawn=pb.EntitySpawn(
             entity_id="cube-1", template_id="cube", components={"color": "red"}
@@ -146,11 +146,9 @@ LIMIT_CASES: list[tuple[str, Callable[[int], pb.Message]]] = [
         "identifier",
         lambda n: pb.Message(entity_despawn=pb.EntityDespawn(entity_id="e" * n)),
     ),
-    ("identifier", lambda n: pb.Message(voice_data=pb.VoiceData(codec="c" * n))),
     ("identifier", lambda n: _hello(client_id="c" * n)),
     ("identifier", lambda n: _hello(requested_room="r" * n)),
     ("identifier", lambda n: _hello(capabilities=["c" * n])),
-    ("identifier", lambda n: _hello(avatar_config=pb.AvatarConfig(avatar_id="a" * n))),
     ("identifier", lambda n: _hello(avatar_config=pb.AvatarConfig(body_type="b" * n))),
     ("identifier", lambda n: _hello(avatar_config=pb.AvatarConfig(primary_color="p" * n))),
     ("identifier", lambda n: _hello(avatar_config=pb.AvatarConfig(secondary_color="s" * n))),
@@ -252,6 +250,13 @@ def test_spawn_component_limit_counts_utf8_bytes_not_characters() -> None:
     text = "é" * (LIMITS.component_bytes // 2 + 1)
 
     assert _refused(_spawn(components={"label": text})) == ErrorCode.TOO_LARGE
+
+
+def test_negative_voice_codec_is_bad_message_naming_the_values() -> None:
+    with pytest.raises(BadFrame) as refused:
+        validate_client_message(pb.Message(voice_data=pb.VoiceData(codec=-1)), LIMITS)
+
+    assert refused.value.message == "voice_data.codec must be 0 or more (0 Opus, 1 PCMU, 2 PCMA)"
 
 
 # --- finite floats ----------------------------------------------------------

@@ -1,0 +1,111 @@
+"""uvicorn's websockets-sansio protocol, bounded below the application.
+
+Served with ``uvicorn --ws presence.transport.uvicorn_ws:GuardedWebSocketProtocol``
+(``make run``, the Dockerfile, ``bench/servers.py``). Measured on uvicorn
+0.54.0 with websockets 17.4, the upstream protocol class:
+
+* never sends the 414/431 answer websockets prepares for a request line or
+  header line over 8 KiB (``websockets.http11.MAX_LINE_LENGTH``), nor closes
+  the socket: it stays open, silent, for as long as the client likes;
+* answers every ``Ping`` and collects every continuation frame of a message
+  for ever (a flood of empty ones grew a process by 76 MB in 30 s at 100 %
+  CPU), none of which the application sees;
+* closes a client that does not answer its keep-alive ping with 1011
+  (internal error), a code PROTOCOL.md section 7 does not list.
+
+This subclass sends the prepared answer and closes, feeds every frame header
+to :class:`~presence.protocol.frameguard.FrameGuard` (4008 for a ping or
+pong flood, 1009 for a message in too many fragments), and closes a client
+that does not answer the keep-alive ping with 4009 (slow consumer: resume).
+Everything else is uvicorn's.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.frames import Frame, Opcode
+from websockets.http11 import Request
+
+from presence.conf import presence_settings
+from presence.protocol.codes import CloseCode
+from presence.protocol.frameguard import FrameGuard
+
+KEEPALIVE_TIMEOUT_REASON = "keepalive ping timeout"
+# After its close frame the server half-closes and discards what still comes
+# for this long, then drops the socket. Closing at once while the client is
+# still sending makes the kernel answer with a reset, which can destroy the
+# close frame (and its code) before the client has read it.
+LINGER_SECONDS = 1.0
+
+
+class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
+    """uvicorn's websockets-sansio protocol with the frame guard and documented close codes."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.guard = FrameGuard(presence_settings().frame_limits, clock=time.monotonic)
+
+    def data_received(self, data: bytes) -> None:
+        """Bytes arrived; answer a request websockets refused, which uvicorn leaves hanging."""
+        super().data_received(data)
+        refused = self.conn.handshake_exc is not None and not self.handshake_initiated
+        if refused and not self.transport.is_closing():
+            # websockets queued "431 Request Header Fields Too Large" (or 414, or
+            # end of stream for a request it cannot parse) and stopped parsing.
+            self.transport.write(b"".join(self.conn.data_to_send()))
+            self.transport.close()
+
+    def handle_events(self) -> None:
+        """uvicorn's event loop, with every frame header shown to the guard first."""
+        for event in self.conn.events_received():
+            if isinstance(event, Request):
+                self.handle_connect(event)
+                continue
+            if not isinstance(event, Frame):
+                continue
+            verdict = self.guard.frame(int(event.opcode), event.fin)
+            if verdict is not None:
+                self.fail(verdict.code, verdict.reason)
+                return
+            if event.opcode == Opcode.CONT:
+                self.handle_cont(event)
+            elif event.opcode == Opcode.TEXT:
+                self.handle_text(event)
+            elif event.opcode == Opcode.BINARY:
+                self.handle_bytes(event)
+            elif event.opcode == Opcode.PING:
+                self.handle_ping()
+            elif event.opcode == Opcode.PONG:
+                self.handle_pong(event)
+            elif event.opcode == Opcode.CLOSE:
+                self.handle_close(event)
+
+    def keepalive_timeout(self) -> None:
+        """No pong in time: close with 4009, the code for a reader that stopped reading."""
+        self.pong_timer = None
+        self.pending_ping_payload = None
+        self.fail(CloseCode.SLOW_CONSUMER, KEEPALIVE_TIMEOUT_REASON)
+
+    def fail(self, code: int, reason: str) -> None:
+        """Close with ``code``: tell the application, send the close frame, drop the socket."""
+        if self.close_sent or self.transport.is_closing():
+            return
+        self.queue.put_nowait({"type": "websocket.disconnect", "code": code, "reason": reason})
+        if not self.handshake_complete:  # frames sent before the 101: nothing to close politely
+            self.close_sent = True
+            self.transport.close()
+            return
+        self.conn.fail(code, reason)  # queues the close frame; later input is discarded
+        self.transport.write(b"".join(self.conn.data_to_send()))
+        self.close_sent = True
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+        if self.read_paused:
+            self.read_paused = False
+            self.transport.resume_reading()
+        # Abort, not close: a client that stopped reading never lets the
+        # write buffer drain, and close() would wait for it for ever.
+        self.loop.call_later(LINGER_SECONDS, self.transport.abort)
