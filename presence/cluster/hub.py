@@ -35,7 +35,7 @@ from typing import Any
 from channels.layers import BaseChannelLayer
 
 from presence import metrics
-from presence.cluster.bridge import LayerBridge, LayerFailed
+from presence.cluster.bridge import SESSION_EVENT, LayerBridge, LayerFailed
 from presence.cluster.publisher import Publisher
 from presence.cluster.registry import (
     Arrival,
@@ -46,11 +46,19 @@ from presence.cluster.registry import (
     RoomSnapshot,
 )
 from presence.cluster.rooms import LocalRoom, Member
+from presence.cluster.sessions import (
+    Claimed,
+    InProcessSessions,
+    Journal,
+    Refused,
+    SessionRecord,
+    SessionStore,
+)
 from presence.protocol import core_pb2 as pb
 from presence.protocol.codec import EncodedMessage
 from presence.protocol.codes import CloseCode
 from presence.protocol.moderation import Action, ModerationOrder
-from presence.protocol.room import Broadcast, Outcome, Player, RoomChanges, RoomState
+from presence.protocol.room import Broadcast, Entity, Outcome, Player, RoomChanges, RoomState
 
 logger = logging.getLogger(__name__)
 
@@ -98,6 +106,25 @@ def _initial_state(
     return pb.WorldState(players=players, entities=entities, last_update=now_ms)
 
 
+def _adopt(state: RoomState, snapshot: RoomSnapshot, player: Player, host: str) -> None:
+    """A member resumed from another instance: its player and entities as the registry has them."""
+    known = next((p for p in snapshot.players if p.client_id == player.client_id), None)
+    adopted = Player.from_snapshot(known, user_id=player.user_id) if known else player
+    adopted.staff = player.staff
+    state.players[player.client_id] = adopted
+    state.host_client_id = host
+    for snap in snapshot.entities:
+        if snap.owner_id == player.client_id:
+            state.entities[snap.id] = Entity(
+                entity_id=snap.id,
+                template_id=snap.template_id,
+                owner_id=snap.owner_id,
+                components=dict(snap.components),
+                position=snap.position if snap.HasField("position") else None,
+                rotation=snap.rotation if snap.HasField("rotation") else None,
+            )
+
+
 @dataclass(slots=True)
 class _Heard:
     """Reliable events and the last hand-over another instance announced during a join."""
@@ -128,8 +155,22 @@ class Hub:
         poses_per_entity: int = DEFAULT_POSES_PER_ENTITY,
         on_lost: Callable[[list[str]], Awaitable[None]] = _forget,
         on_access_changed: Callable[[str], None] = _ignore,
+        sessions: SessionStore | None = None,
+        grace_seconds: float = 10.0,
+        window_seconds: float = 60.0,
     ) -> None:
         self.registry: Registry = registry if registry is not None else InProcessRegistry()
+        self.sessions: SessionStore = (
+            sessions if sessions is not None else InProcessSessions(window_seconds=window_seconds)
+        )
+        self.grace_seconds = grace_seconds
+        self.window_seconds = window_seconds
+        self.journal = Journal(
+            self.sessions, on_rejected=self._session_taken, on_failure=self._journal_failed
+        )
+        # Session id -> the local member holding it (attached, or detached in its window).
+        self.holders: dict[str, Any] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
         self.on_lost = on_lost
         self.on_access_changed = on_access_changed
         self.clock = clock
@@ -137,7 +178,7 @@ class Hub:
         self.bridge = LayerBridge(layer, origin=self.instance_id, on_event=self._receive_remote)
         self.publisher = Publisher(
             self.bridge,
-            write=lambda changes: self.registry.write(changes),
+            write=self._write_before_publishing,
             on_failure=self.backend_failed,
             still_needed=self._room_in_use,
         )
@@ -184,13 +225,21 @@ class Hub:
             return await self._join(room_id, member, player, client_label)
 
     async def _join(
-        self, room_id: str, member: Member, player: Player, client_label: str
+        self,
+        room_id: str,
+        member: Member,
+        player: Player,
+        client_label: str,
+        *,
+        resume: bool = False,
+        heard: _Heard | None = None,
     ) -> tuple[pb.ServerHello, list[Broadcast]]:
         await self._subscribe(room_id)
         arrival = Arrival(room_id, self.instance_id, player, client_label, self.now_ms())
-        heard = self._heard_while_joining[room_id] = _Heard()
+        if heard is None:
+            heard = self._heard_while_joining[room_id] = _Heard()
         try:
-            snapshot = await self.registry.join(arrival)
+            snapshot = await self.registry.join(arrival, resume=resume)
         except RegistryUnavailable as exc:
             if room_id not in self.rooms:
                 self._unsubscribe_later(room_id)
@@ -207,10 +256,14 @@ class Hub:
         # A hand-over heard while the registry answered is at least as new as
         # the snapshot's host.
         host = heard.host if heard.host is not None else snapshot.host_client_id
-        outcome = room.state.join(player, now_ms=now_ms, host_client_id=host)
-        # Route before registering: poses queued so far are already in the
-        # joiner's snapshot and must not reach it ahead of its hello.
-        due = self._route(room, outcome.broadcasts)
+        if snapshot.moved:  # resumed in its grace: present all along, nothing to announce
+            _adopt(room.state, snapshot, player, host)
+            due: list[Broadcast] = []
+        else:
+            outcome = room.state.join(player, now_ms=now_ms, host_client_id=host)
+            # Route before registering: poses queued so far are already in the
+            # joiner's snapshot and must not reach it ahead of its hello.
+            due = self._route(room, outcome.broadcasts)
         room.members[member.client_id] = member
         self.emptied.clear()
         self._ensure_ticker()
@@ -230,6 +283,226 @@ class Hub:
             member.deliver_reliable(broadcast.encoded())
         return hello, due
 
+    async def resume(
+        self,
+        room_id: str,
+        member: Any,
+        make_player: Callable[[], Player],
+        *,
+        session_id: str,
+        claim: Callable[[], Awaitable[Claimed | Refused]],
+        client_label: str = "",
+    ) -> tuple[Claimed | Refused, pb.ServerHello | None, list[Broadcast]]:
+        """Claim ``session_id`` for ``member``; on success its hello and what to publish.
+
+        ``make_player`` builds the member's player once the claim named its client id.
+
+        The room is heard from before the claim, so what the old holder could
+        no longer number after it reaches ``member`` (``member.deliver_reliable``
+        skips what its replay holds). A member still present (in its grace,
+        here or on another instance) comes back unseen: no JOIN, entities and
+        host role kept; one whose grace is over joins again (the room gets a
+        JOIN). A local holder hands its window over (``member.adopt``) and is
+        released: its socket, if still open, is closed with 4010.
+        """
+        if self.draining:
+            raise Draining
+        async with self._room_order(room_id):
+            await self._subscribe(room_id)
+            heard = self._heard_while_joining[room_id] = _Heard()
+            try:
+                result = await claim()
+            except BaseException:
+                del self._heard_while_joining[room_id]
+                raise
+            if isinstance(result, Refused):
+                del self._heard_while_joining[room_id]
+                if room_id not in self.rooms:
+                    self._unsubscribe_later(room_id)
+                return result, None, []
+            player = make_player()  # the claimed session's client id
+            room = self.rooms.get(room_id)
+            old = self.holders.get(session_id)
+            if old is not None and old is not member:
+                if room is not None and room.members.get(player.client_id) is old:
+                    room.members[player.client_id] = member  # swapped: nothing in between
+                member.adopt(old)
+                self._release(old)
+                heard.broadcasts = []  # the old holder numbered them: they are in its window
+            self.holders[session_id] = member
+            if room is not None and player.client_id in room.state.players:
+                del self._heard_while_joining[room_id]
+                room.members[player.client_id] = member
+                self.emptied.clear()
+                hello = pb.ServerHello(
+                    assigned_client_id=player.client_id,
+                    room_id=room_id,
+                    host_client_id=room.state.host_client_id,
+                )
+                for broadcast in heard.broadcasts:
+                    member.deliver_reliable(broadcast.encoded())
+                return result, hello, []
+            hello, due = await self._join(
+                room_id, member, player, client_label, resume=True, heard=heard
+            )
+            return result, hello, due
+
+    def hold(self, session_id: str, member: Any) -> None:
+        """``member`` holds ``session_id`` on this instance."""
+        self.holders[session_id] = member
+
+    def _release(self, member: Any) -> None:
+        """Another connection took ``member``'s session: it stops, silently (4010 if open)."""
+        if self.holders.get(member.session_id) is member:
+            del self.holders[member.session_id]
+        member.taken_over()
+
+    def _session_taken(self, session_id: str) -> None:
+        """A journal write was refused: another connection claimed the session."""
+        member = self.holders.get(session_id)
+        if member is not None:
+            self._forget_silently(member)
+
+    def _forget_silently(self, member: Any) -> None:
+        """The session went elsewhere (or ended there): no LEAVE from here."""
+        self._release(member)
+        room = self.rooms.get(member.room_id)
+        if room is None or room.members.get(member.client_id) is not member:
+            return
+        del room.members[member.client_id]
+        room.state.players.pop(member.client_id, None)
+        for entity_id in [
+            e.entity_id for e in room.state.entities.values() if e.owner_id == member.client_id
+        ]:
+            del room.state.entities[entity_id]
+        self._drop_if_empty(member.room_id, room)
+
+    def _drop_if_empty(self, room_id: str, room: LocalRoom) -> None:
+        if room.members or self.rooms.get(room_id) is not room:
+            return
+        del self.rooms[room_id]
+        metrics.ROOMS_ACTIVE.dec()
+        if not self.rooms:
+            self.emptied.set()
+        self._unsubscribe_later(room_id)
+
+    def _journal_failed(self, exc: Exception) -> None:
+        self.backend_failed("sessions", exc)
+
+    async def _write_before_publishing(self, changes: dict[str, RoomChanges]) -> None:
+        """The publisher's round: journal first (answers, numbering), then the registry."""
+        if self.journal.needed and not await self.journal.durable(self.journal.added):
+            raise RegistryUnavailable("session journal")
+        if changes:
+            await self.registry.write(changes)
+
+    def notify_holder(self, record: SessionRecord, action: str) -> None:
+        """Tell the instance holding ``record``'s session that it was taken or ended."""
+        event = {
+            "type": SESSION_EVENT,
+            "action": action,
+            "session": record.session_id,
+            "connection": record.connection_id,
+        }
+        if record.instance_id == self.instance_id or not self.bridge.remote:
+            self._session_event(event)
+        else:
+            self._spawn(self.bridge.notify(record.instance_id, event))
+
+    def _session_event(self, event: dict[str, Any]) -> None:
+        member = self.holders.get(event.get("session", ""))
+        if member is not None and member.connection_id == event.get("connection"):
+            self._forget_silently(member)
+
+    async def end_session(self, record: SessionRecord) -> None:
+        """The same identity asked for its session non-resumably: it ends, the room hears LEAVE."""
+        member = self.holders.get(record.session_id)
+        if member is not None and member.connection_id == record.connection_id:
+            self._release(member)
+            room = self.rooms.get(record.room_id)
+            if room is not None and room.members.get(member.client_id) is member:
+                async with self._room_order(record.room_id):
+                    room = self.rooms.get(record.room_id)
+                    if room is not None and room.members.get(member.client_id) is member:
+                        await self._leave(record.room_id, room, member)
+            return
+        try:
+            gone = await self.registry.leave(record.room_id, "", record.client_id)
+        except RegistryUnavailable as exc:
+            raise self.backend_failed("registry", exc) from exc
+        self.notify_holder(record, "ended")
+        if gone is not None:
+            await self.announce([gone], lost=False)
+
+    async def renew_sessions(self) -> None:
+        """Keep the sessions held here, and their rooms' kept messages (each heartbeat)."""
+        held = [sid for sid, m in self.holders.items() if m.attached]
+        await self.sessions.renew(held)
+        renew_rooms = getattr(self.sessions, "renew_rooms", None)
+        if renew_rooms is not None:
+            await renew_rooms(sorted({m.room_id for m in self.holders.values()}))
+
+    def detach(self, room_id: str, member: Any) -> None:
+        """``member``'s socket dropped: present for the grace, then listening for the window."""
+        room = self.rooms.get(room_id)
+        if room is None or room.members.get(member.client_id) is not member:
+            return
+        loop = asyncio.get_running_loop()
+        loop.call_later(self.grace_seconds, self._spawn_grace_over, room_id, member)
+
+    def _spawn_grace_over(self, room_id: str, member: Any) -> None:
+        self._spawn(self._grace_over(room_id, member))
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _still_detached(self, room_id: str, member: Any) -> LocalRoom | None:
+        room = self.rooms.get(room_id)
+        if room is None or room.members.get(member.client_id) is not member:
+            return None
+        return None if member.attached or member.released else room
+
+    async def _grace_over(self, room_id: str, member: Any) -> None:
+        """The grace passed unresumed: the room hears LEAVE, the session hears it too."""
+        with contextlib.suppress(BackendUnavailable):
+            async with self._room_order(room_id):
+                room = self._still_detached(room_id, member)
+                if room is not None and member.client_id in room.state.players:
+                    await self._leave(room_id, room, member, listening=True)
+        remaining = max(0.0, self.window_seconds - self.grace_seconds)
+        asyncio.get_running_loop().call_later(
+            remaining, lambda: self._spawn(self._window_over(room_id, member))
+        )
+
+    async def _window_over(self, room_id: str, member: Any) -> None:
+        """The resume window passed: the session is forgotten."""
+        async with self._room_order(room_id):
+            room = self._still_detached(room_id, member)
+            if room is None:
+                return
+            del room.members[member.client_id]
+            if self.holders.get(member.session_id) is member:
+                del self.holders[member.session_id]
+            self._drop_if_empty(room_id, room)
+        member.session_over()
+
+    async def abandon(self, room_id: str, member: Any) -> None:
+        """A detached session can no longer be resumed (its window overflowed): it ends."""
+        if self.holders.get(member.session_id) is member:
+            del self.holders[member.session_id]
+        async with self._room_order(room_id):
+            room = self.rooms.get(room_id)
+            if room is None or room.members.get(member.client_id) is not member:
+                return
+            if member.client_id in room.state.players:
+                with contextlib.suppress(BackendUnavailable):
+                    await self._leave(room_id, room, member)
+                return
+            del room.members[member.client_id]
+            self._drop_if_empty(room_id, room)
+
     async def leave(self, room_id: str, member: Member) -> None:
         """Remove ``member``: LEAVE, despawns and host hand-over reach the others."""
         room = self.rooms.get(room_id)
@@ -244,8 +517,12 @@ class Hub:
             if room is not None and room.members.get(member.client_id) is member:
                 await self._leave(room_id, room, member)
 
-    async def _leave(self, room_id: str, room: LocalRoom, member: Member) -> None:
-        del room.members[member.client_id]  # nothing more is delivered to it
+    async def _leave(
+        self, room_id: str, room: LocalRoom, member: Member, *, listening: bool = False
+    ) -> None:
+        """``listening``: a detached session's grace ended; it hears its own LEAVE and stays."""
+        if not listening:
+            del room.members[member.client_id]  # nothing more is delivered to it
         pending: list[Broadcast] = []
         if not room.members:  # forget the room now: nothing below may stop that
             pending = room.take_pending()
@@ -258,6 +535,10 @@ class Hub:
             departure = await self.registry.leave(room_id, self.instance_id, member.client_id)
         except RegistryUnavailable as exc:
             self.backend_failed("registry", exc)  # the keeper removes it later
+        if listening and departure is None and self.registry.shared:
+            # Resumed on another instance (or swept) meanwhile: not ours to announce.
+            room.state.players.pop(member.client_id, None)
+            return
         now_ms = self.now_ms()
         broadcasts = room.state.leave(member.client_id, now_ms=now_ms).broadcasts
         host = None
@@ -265,6 +546,10 @@ class Hub:
             broadcasts.extend(room.state.hand_over(departure.new_host, now_ms=now_ms))
             host = room.state.host_client_id
         due = [*pending, *self._route(room, broadcasts)]
+        if listening:  # its own LEAVE and despawns, for its replay (PROTOCOL.md section 6)
+            for broadcast in broadcasts:
+                if broadcast.exclude == member.client_id:
+                    member.deliver_reliable(broadcast.encoded())
         self._publish(room_id, due, host=host)
         if room_id not in self.rooms:
             self._unsubscribe_later(room_id)
@@ -526,6 +811,9 @@ class Hub:
         self.publisher.send(room_id, broadcasts, host=host, moderation=moderation)
 
     def _receive_remote(self, event: dict[str, Any]) -> None:
+        if event.get("type") == SESSION_EVENT:
+            self._session_event(event)
+            return
         room_id = event.get("room", "")
         try:
             self._deliver_remote(self.rooms.get(room_id), event)

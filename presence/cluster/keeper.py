@@ -87,6 +87,7 @@ class Keeper:
                 hub.degraded = False
                 logger.warning("Redis answers again; registry reconciled")
             await hub.announce(await hub.registry.sweep())
+            await hub.renew_sessions()
         except RegistryUnavailable as exc:
             hub.backend_failed("heartbeat", exc)
 

@@ -154,8 +154,9 @@ class Publisher:
             if fanout.changes:
                 changes.setdefault(fanout.room_id, RoomChanges()).extend(fanout.changes)
         try:
-            if changes:  # state reaches the registry before the messages announcing it
-                await self.write(changes)
+            # State reaches the registry (and numbering the session journal)
+            # before the messages announcing it.
+            await self.write(changes)
             for batch in _batches(queued):
                 await self.bridge.publish(
                     batch.room_id, batch.broadcasts, host=batch.host, moderation=batch.moderation

@@ -31,7 +31,7 @@ logger = logging.getLogger(__name__)
 # direct replies), or one tick's poses.
 OutItem = tuple[EncodedMessage | TickBatch, int]
 BATCH_CAPABILITY = "batch"
-SERVER_CAPABILITIES = (BATCH_CAPABILITY,)
+SERVER_CAPABILITIES = (BATCH_CAPABILITY, "ack")
 
 
 class PeerGone(Exception):
@@ -56,18 +56,14 @@ class Outbound:
     _peer_gone: bool  # a send failed: the socket is gone, nothing more is written
     clock_ms: Callable[[], int]  # stamps Batch frames (the hub's clock once joined)
 
-    async def _leave_room(self) -> None:
+    _hub_ref: Hub | None  # the hub, also after the connection left it (a detached session)
+    _journal_mark: int  # the newest journal mark of what this connection numbered or answered
+
+    async def _leave_room(self, code: int) -> None:
         raise NotImplementedError
 
-    def deliver_reliable(self, encoded: EncodedMessage) -> None:
-        """Queue a reliable room message, numbered with this session's next seq."""
-        if self.outbox is None or self.session is None or self._close_code is not None:
-            return
-        if not self.outbox.push((encoded, self.session.next_seq()), reliable=True):
-            logger.warning("client %s is too slow; closing 4009", self.client_id)
-            self._close(CloseCode.SLOW_CONSUMER)
-            return
-        self._kick()
+    def _written(self, seq: int) -> None:
+        raise NotImplementedError
 
     def deliver_volatile(self, batch: TickBatch) -> None:
         """Queue one tick's poses; unsent older poses merge into it (newest wins)."""
@@ -101,6 +97,7 @@ class Outbound:
         """Queue a direct, unnumbered reply (hello, error, ack, pong)."""
         assert self.outbox is not None
         if not self.outbox.push((EncodedMessage.of(message), 0), reliable=True):
+            metrics.count_slow_consumer("outbox")
             self._close(CloseCode.SLOW_CONSUMER)
             return
         self._kick()
@@ -145,7 +142,8 @@ class Outbound:
                 return
             if self._close_code is CloseCode.SLOW_CONSUMER:
                 self.outbox.drain()  # the client resumes; sending more only deepens the backlog
-            for index, (item, seq) in enumerate(self.outbox.drain()):
+            items = await self._durable_items()
+            for index, (item, seq) in enumerate(items):
                 if index:
                     # Let the server see a lost connection between two frames of a
                     # backlog: uvicorn writes data frames to a transport that has
@@ -158,11 +156,29 @@ class Outbound:
                 else:
                     kind = metrics.sent_type(item, track=self.conf.LATENCY_TRACKING_ENABLED)
                     await self._send_frame(item.frame(self.encoding, seq), kind)
+                    if seq:
+                        self._written(seq)
             if self._close_code is not None:
                 await self._send_event({"type": "websocket.close", "code": int(self._close_code)})
                 self._meter.closed(self._close_code)
-                await self._leave_room()
+                await self._leave_room(int(self._close_code))
                 return
+
+    async def _durable_items(self) -> list[OutItem]:
+        """What is queued, once the journal holds what it numbers and answers.
+
+        A frame the store could not record is not sent: the client resumes from
+        what the store holds (the hub closes everyone with 4012 then).
+        """
+        assert self.outbox is not None
+        mark, hub = self._journal_mark, self._hub_ref
+        if mark and hub is not None and hub.journal.needed and not await hub.journal.durable(mark):
+            return [
+                (item, seq)
+                for item, seq in self.outbox.drain()
+                if isinstance(item, EncodedMessage) and item.head[1] == pb.ERROR
+            ]
+        return self.outbox.drain()
 
     async def _send_batch(self, batch: TickBatch) -> None:
         """One Batch frame to clients with the ``batch`` capability, else one frame each."""

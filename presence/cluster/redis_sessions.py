@@ -1,0 +1,365 @@
+"""Sessions in Redis (``REDIS_URL``): a client resumes on any instance.
+
+Keys, under ``P = REDIS_CHANNEL_PREFIX`` (beside the registry's, same prefix):
+
+* ``P:session:{sid}`` -- hash: user, room, client, instance, conn (the holding
+  connection), caps (capabilities, comma-separated), first, last (the seq
+  range of the kept messages)
+* ``P:session:{sid}:kept`` -- list: the server message ids of seq first..last
+  (at most ``MESSAGE_QUEUE_SIZE``)
+* ``P:session:{sid}:answers`` -- hash: client message id -> the answer given
+  (an encoded ``Ack`` or ``Error``); ``P:session:{sid}:asked`` -- list: those
+  ids, oldest first (at most ``MESSAGE_QUEUE_SIZE``)
+* ``P:room:{room}:bodies`` -- hash: server message id -> the encoded message
+  (without seq), each reliable message of the room once, however many
+  sessions keep it; ``P:room:{room}:bodyorder`` -- list: those ids, oldest
+  first, trimmed to ``2 * MESSAGE_QUEUE_SIZE``
+
+TTLs: a held session's keys live ``PRESENCE_RESUME_WINDOW_SECONDS`` plus the
+dead-instance delay and are renewed by its instance's heartbeat; a detached
+session's keys expire ``PRESENCE_RESUME_WINDOW_SECONDS`` after the detach; a
+room's bodies live as long as a session of the room is held or written. So
+nothing outlives the resume window by more than one heartbeat.
+
+Every check-and-write is one Lua script: a journal write is accepted only
+from the connection that holds the session, so a claim by a resume on any
+instance stops the old holder at once.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+
+from presence.cluster.registry import RegistryUnavailable
+from presence.cluster.sessions import (
+    Claimed,
+    JournalEntry,
+    Refused,
+    SessionRecord,
+)
+from presence.protocol.codec import EncodedMessage, leading_message_id
+from presence.protocol.delivery import AnswerCache, DeliveryWindow
+
+logger = logging.getLogger(__name__)
+
+REDIS_SOCKET_TIMEOUT = 2.0
+UNCHANGED = "\x00"  # capabilities not changed by this journal entry
+
+# ARGV: prefix, sid, user, room, client, instance, conn, caps, ttl ms.
+OPEN_LUA = """
+local rec = ARGV[1] .. ':session:' .. ARGV[2]
+redis.call('DEL', rec, rec .. ':kept', rec .. ':answers', rec .. ':asked')
+redis.call('HSET', rec, 'user', ARGV[3], 'room', ARGV[4], 'client', ARGV[5],
+  'instance', ARGV[6], 'conn', ARGV[7], 'caps', ARGV[8], 'first', 1, 'last', 0)
+redis.call('PEXPIRE', rec, ARGV[9])
+return 1
+"""
+
+# ARGV: prefix, cap, body cap, body ttl ms, room count, then per room: room,
+# body count, (id, body)*, session count, then per session: sid, conn, caps
+# (or UNCHANGED), message count, (seq, id)*, answer count, (id, answer)*.
+# Returns the sessions whose holder is no longer the entry's connection.
+JOURNAL_LUA = """
+local p, cap, bodycap, bodyttl = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
+local rejected = {}
+local i = 6
+for _ = 1, tonumber(ARGV[5]) do
+  local room = ARGV[i]; i = i + 1
+  local bodies = p .. ':room:' .. room .. ':bodies'
+  local order = p .. ':room:' .. room .. ':bodyorder'
+  local nbodies = tonumber(ARGV[i]); i = i + 1
+  for _ = 1, nbodies do
+    if redis.call('HSETNX', bodies, ARGV[i], ARGV[i + 1]) == 1 then
+      redis.call('RPUSH', order, ARGV[i])
+    end
+    i = i + 2
+  end
+  if nbodies > 0 then
+    while redis.call('LLEN', order) > bodycap do
+      redis.call('HDEL', bodies, redis.call('LPOP', order))
+    end
+    redis.call('PEXPIRE', bodies, bodyttl)
+    redis.call('PEXPIRE', order, bodyttl)
+  end
+  for _ = 1, tonumber(ARGV[i]) do
+    local sid, conn, caps = ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+    local rec = p .. ':session:' .. sid
+    local ok = redis.call('HGET', rec, 'conn') == conn
+    local ttl = redis.call('PTTL', rec)
+    local nmsg = tonumber(ARGV[i + 4]); i = i + 5
+    if ok and caps ~= '\\0' then redis.call('HSET', rec, 'caps', caps) end
+    if ok and nmsg > 0 then
+      local kept = rec .. ':kept'
+      local last = tonumber(redis.call('HGET', rec, 'last'))
+      for k = 0, nmsg - 1 do
+        if tonumber(ARGV[i + 2 * k]) ~= last + k + 1 then ok = false end
+      end
+      if ok then
+        for k = 0, nmsg - 1 do redis.call('RPUSH', kept, ARGV[i + 2 * k + 1]) end
+        last = last + nmsg
+        if redis.call('LLEN', kept) > cap then redis.call('LTRIM', kept, -cap, -1) end
+        redis.call('HSET', rec, 'last', last, 'first', last - redis.call('LLEN', kept) + 1)
+        if ttl > 0 then redis.call('PEXPIRE', kept, ttl) end
+      end
+    end
+    i = i + 2 * nmsg
+    local nans = tonumber(ARGV[i]); i = i + 1
+    if ok and nans > 0 then
+      local answers, asked = rec .. ':answers', rec .. ':asked'
+      for k = 0, nans - 1 do
+        if redis.call('HSET', answers, ARGV[i + 2 * k], ARGV[i + 2 * k + 1]) == 1 then
+          redis.call('RPUSH', asked, ARGV[i + 2 * k])
+        end
+      end
+      while redis.call('LLEN', asked) > cap do
+        redis.call('HDEL', answers, redis.call('LPOP', asked))
+      end
+      if ttl > 0 then
+        redis.call('PEXPIRE', answers, ttl)
+        redis.call('PEXPIRE', asked, ttl)
+      end
+    end
+    i = i + 2 * nans
+    if not ok then table.insert(rejected, sid) end
+  end
+end
+return rejected
+"""
+
+# ARGV: prefix, sid, user, room, last_seq, instance, conn, ttl ms.
+# {'unknown'} | {'ended', reason, client, instance, conn, caps, room}
+# | {'ok', client, instance, conn, caps, last, ids, bodies, answer pairs}
+CLAIM_LUA = """
+local p, sid, user, room, lastseq = ARGV[1], ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
+local rec = p .. ':session:' .. sid
+local f = redis.call('HMGET', rec, 'user', 'room', 'client', 'instance', 'conn', 'caps',
+  'first', 'last')
+if not f[1] or f[1] ~= user then return {'unknown'} end
+local first, last = tonumber(f[7]), tonumber(f[8])
+local reason = ''
+if f[2] ~= room then reason = 'other_room'
+elseif lastseq > last then reason = 'ahead'
+elseif lastseq + 1 < first then reason = 'gap' end
+local ids, bodies = {}, {}
+if reason == '' then
+  ids = redis.call('LRANGE', rec .. ':kept', lastseq + 1 - first, -1)
+  local store = p .. ':room:' .. room .. ':bodies'
+  for _, id in ipairs(ids) do
+    local body = redis.call('HGET', store, id)
+    if not body then reason = 'gap'; break end
+    table.insert(bodies, body)
+  end
+end
+if reason ~= '' then
+  redis.call('DEL', rec, rec .. ':kept', rec .. ':answers', rec .. ':asked')
+  return {'ended', reason, f[3], f[4], f[5], f[6] or '', f[2]}
+end
+redis.call('HSET', rec, 'instance', ARGV[6], 'conn', ARGV[7])
+for _, key in ipairs({rec, rec .. ':kept', rec .. ':answers', rec .. ':asked'}) do
+  redis.call('PEXPIRE', key, ARGV[8])
+end
+local answers = {}
+for _, id in ipairs(redis.call('LRANGE', rec .. ':asked', 0, -1)) do
+  local answer = redis.call('HGET', rec .. ':answers', id)
+  if answer then table.insert(answers, id); table.insert(answers, answer) end
+end
+return {'ok', f[3], f[4], f[5], f[6] or '', last, ids, bodies, answers}
+"""
+
+# ARGV: prefix, sid, conn, ttl ms, "end" or "detach": only the holder may.
+SETTLE_LUA = """
+local rec = ARGV[1] .. ':session:' .. ARGV[2]
+if redis.call('HGET', rec, 'conn') ~= ARGV[3] then return 0 end
+local keys = {rec, rec .. ':kept', rec .. ':answers', rec .. ':asked'}
+for _, key in ipairs(keys) do
+  if ARGV[5] == 'end' then redis.call('DEL', key) else redis.call('PEXPIRE', key, ARGV[4]) end
+end
+return 1
+"""
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _caps(value: Any) -> tuple[str, ...]:
+    text = _text(value)
+    return tuple(text.split(",")) if text else ()
+
+
+class RedisSessions:
+    """Sessions every instance on one Redis can resume."""
+
+    shared = True
+
+    def __init__(
+        self,
+        redis_url: str,
+        *,
+        prefix: str,
+        queue_size: int,
+        window_seconds: float,
+        held_extra_seconds: float,
+    ) -> None:
+        self.prefix = prefix
+        self.queue_size = queue_size
+        self.window_ms = max(1, int(window_seconds * 1000))
+        # A held session outlives a silent (dead) instance by the window.
+        self.held_ttl_ms = self.window_ms + max(1, int(held_extra_seconds * 1000))
+        self.client = aioredis.Redis.from_url(
+            redis_url,
+            socket_timeout=REDIS_SOCKET_TIMEOUT,
+            socket_connect_timeout=REDIS_SOCKET_TIMEOUT,
+            retry=Retry(NoBackoff(), 1),
+        )
+        self._open = self.client.register_script(OPEN_LUA)
+        self._journal = self.client.register_script(JOURNAL_LUA)
+        self._claim = self.client.register_script(CLAIM_LUA)
+        self._settle = self.client.register_script(SETTLE_LUA)
+
+    async def _run(self, script: Any, *args: Any) -> Any:
+        try:
+            return await script(args=[self.prefix, *args])
+        except (TimeoutError, RedisError, OSError) as exc:
+            raise RegistryUnavailable(repr(exc)) from exc
+
+    async def open(
+        self,
+        record: SessionRecord,
+        window: DeliveryWindow[EncodedMessage],
+        answers: AnswerCache[bytes],
+    ) -> None:
+        """Record a new session held by ``record.connection_id``."""
+        await self._run(
+            self._open,
+            record.session_id,
+            record.user_id,
+            record.room_id,
+            record.client_id,
+            record.instance_id,
+            record.connection_id,
+            ",".join(record.capabilities),
+            self.held_ttl_ms,
+        )
+
+    async def claim(
+        self,
+        session_id: str,
+        *,
+        user_id: str,
+        room_id: str,
+        last_seq: int,
+        instance_id: str,
+        connection_id: str,
+    ) -> Claimed | Refused:
+        """Claim the session for ``connection_id`` with its replay after ``last_seq``."""
+        row = await self._run(
+            self._claim,
+            session_id,
+            user_id,
+            room_id,
+            last_seq,
+            instance_id,
+            connection_id,
+            self.held_ttl_ms,
+        )
+        status = _text(row[0])
+        if status == "unknown":
+            return Refused("unknown")
+        if status == "ended":
+            _, reason, client, instance, conn, caps, room = row
+            previous = SessionRecord(
+                session_id,
+                user_id,
+                _text(room),
+                _text(client),
+                _text(instance),
+                _text(conn),
+                _caps(caps),
+            )
+            return Refused(_text(reason), ended=previous)
+        _, client, instance, conn, caps, last, ids, bodies, answers = row
+        previous = SessionRecord(
+            session_id, user_id, room_id, _text(client), _text(instance), _text(conn), _caps(caps)
+        )
+        replay = [
+            (last_seq + 1 + index, EncodedMessage(bytes(body))) for index, body in enumerate(bodies)
+        ]
+        pairs = [(_text(answers[k]), bytes(answers[k + 1])) for k in range(0, len(answers), 2)]
+        del ids  # the bodies carry their ids
+        return Claimed(record=previous, last_seq=int(last), replay=replay, answers=pairs)
+
+    async def journal(self, rooms: dict[str, dict[str, JournalEntry]]) -> set[str]:
+        """Write every room's bodies and every session's numbering and answers: one script."""
+        if not rooms:
+            return set()
+        args: list[Any] = [self.queue_size, 2 * self.queue_size, self.held_ttl_ms, len(rooms)]
+        for room_id, entries in rooms.items():
+            bodies: dict[str, bytes] = {}
+            for entry in entries.values():
+                for _, encoded in entry.messages:
+                    bodies.setdefault(message_id_of(encoded), encoded.proto)
+            args += [room_id, len(bodies)]
+            for message_id, body in bodies.items():
+                args += [message_id, body]
+            args.append(len(entries))
+            for session_id, entry in entries.items():
+                caps = UNCHANGED if entry.capabilities is None else ",".join(entry.capabilities)
+                args += [session_id, entry.connection_id, caps, len(entry.messages)]
+                for seq, encoded in entry.messages:
+                    args += [seq, message_id_of(encoded)]
+                args.append(len(entry.answers))
+                for message_id, answer in entry.answers:
+                    args += [message_id, answer]
+        rejected = await self._run(self._journal, *args)
+        return {_text(sid) for sid in rejected}
+
+    async def detach(self, session_id: str, connection_id: str) -> None:
+        """Expire the session one resume window from now (if this connection holds it)."""
+        await self._run(self._settle, session_id, connection_id, self.window_ms, "detach")
+
+    async def end(self, session_id: str, connection_id: str) -> None:
+        """Delete the session (if this connection holds it)."""
+        await self._run(self._settle, session_id, connection_id, self.window_ms, "end")
+
+    async def renew(self, session_ids: list[str]) -> None:
+        """Keep held sessions (the instance heartbeat): one pipeline."""
+        if not session_ids:
+            return
+        base = f"{self.prefix}:session:"
+        try:
+            async with self.client.pipeline(transaction=False) as pipe:
+                for sid in session_ids:
+                    for suffix in ("", ":kept", ":answers", ":asked"):
+                        pipe.pexpire(base + sid + suffix, self.held_ttl_ms)
+                await pipe.execute()
+        except (TimeoutError, RedisError, OSError) as exc:
+            raise RegistryUnavailable(repr(exc)) from exc
+
+    async def renew_rooms(self, room_ids: list[str]) -> None:
+        """Keep the bodies of rooms with held sessions."""
+        if not room_ids:
+            return
+        try:
+            async with self.client.pipeline(transaction=False) as pipe:
+                for room_id in room_ids:
+                    for suffix in (":bodies", ":bodyorder"):
+                        pipe.pexpire(f"{self.prefix}:room:{room_id}{suffix}", self.held_ttl_ms)
+                await pipe.execute()
+        except (TimeoutError, RedisError, OSError) as exc:
+            raise RegistryUnavailable(repr(exc)) from exc
+
+    async def aclose(self) -> None:
+        """Close the connection pool."""
+        await self.client.aclose()
+
+
+def message_id_of(encoded: EncodedMessage) -> str:
+    """The server message id of an encoded room message (its field 1)."""
+    return leading_message_id(encoded.proto)
