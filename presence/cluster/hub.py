@@ -239,7 +239,10 @@ class Hub:
         if heard is None:
             heard = self._heard_while_joining[room_id] = _Heard()
         try:
-            snapshot = await self.registry.join(arrival, resume=resume)
+            if resume:
+                snapshot = await self.registry.join(arrival, resume=True)
+            else:
+                snapshot = await self.registry.join(arrival)
         except RegistryUnavailable as exc:
             if room_id not in self.rooms:
                 self._unsubscribe_later(room_id)

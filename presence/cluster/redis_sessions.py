@@ -87,12 +87,13 @@ for _ = 1, tonumber(ARGV[5]) do
     redis.call('PEXPIRE', bodies, bodyttl)
     redis.call('PEXPIRE', order, bodyttl)
   end
-  for _ = 1, tonumber(ARGV[i]) do
-    local sid, conn, caps = ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+  local nsessions = tonumber(ARGV[i]); i = i + 1
+  for _ = 1, nsessions do
+    local sid, conn, caps = ARGV[i], ARGV[i + 1], ARGV[i + 2]
     local rec = p .. ':session:' .. sid
     local ok = redis.call('HGET', rec, 'conn') == conn
     local ttl = redis.call('PTTL', rec)
-    local nmsg = tonumber(ARGV[i + 4]); i = i + 5
+    local nmsg = tonumber(ARGV[i + 3]); i = i + 4
     if ok and caps ~= '\\0' then redis.call('HSET', rec, 'caps', caps) end
     if ok and nmsg > 0 then
       local kept = rec .. ':kept'

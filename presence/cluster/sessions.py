@@ -247,7 +247,7 @@ class Journal:
         self._pending: dict[str, dict[str, JournalEntry]] = {}  # room -> session -> entry
         self._added = 0  # marks handed out
         self._durable = 0  # marks written
-        self._failed = 0  # marks whose write failed (never durable)
+        self._failed = (0, 0)  # the marks of the last failed write: (after, up to]
         self._lock = asyncio.Lock()
 
     @property
@@ -289,9 +289,10 @@ class Journal:
     async def durable(self, mark: int) -> bool:
         """Wait until ``mark`` is written; ``False`` if the write failed."""
         while self._durable < mark:
-            if mark <= self._failed or not await self.flush():
-                return False
-        return mark > self._failed
+            if not await self.flush():
+                break
+        after, upto = self._failed
+        return not after < mark <= upto
 
     async def flush(self) -> bool:
         """Write everything added so far (one round trip per flush); ``False`` on failure."""
@@ -300,12 +301,12 @@ class Journal:
                 self._durable = self._added
                 return True
             pending, self._pending = self._pending, {}
-            upto = self._added
+            after, upto = self._durable, self._added
             try:
                 for session_id in await self.store.journal(pending):
                     self.on_rejected(session_id)
             except Exception as exc:
-                self._failed = upto
+                self._failed = (after, upto)
                 self._durable = upto
                 self.on_failure(exc)
                 return False
