@@ -360,10 +360,10 @@ class Hub:
             del self.holders[member.session_id]
         member.taken_over()
 
-    def _session_taken(self, session_id: str) -> None:
-        """A journal write was refused: another connection claimed the session."""
+    def _session_taken(self, session_id: str, connection_id: str) -> None:
+        """A journal write of ``connection_id`` was refused: another connection claimed it."""
         member = self.holders.get(session_id)
-        if member is not None:
+        if member is not None and member.connection_id == connection_id:
             self._forget_silently(member)
 
     def _forget_silently(self, member: Any) -> None:
@@ -548,11 +548,12 @@ class Hub:
         if departure is not None and departure.host_changed:
             broadcasts.extend(room.state.hand_over(departure.new_host, now_ms=now_ms))
             host = room.state.host_client_id
-        due = [*pending, *self._route(room, broadcasts)]
-        if listening:  # its own LEAVE and despawns, for its replay (PROTOCOL.md section 6)
-            for broadcast in broadcasts:
-                if broadcast.exclude == member.client_id:
-                    member.deliver_reliable(broadcast.encoded())
+        due = list(pending)
+        for broadcast in broadcasts:
+            due += self._route(room, [broadcast])
+            if listening and broadcast.exclude == member.client_id:
+                # Its own LEAVE and despawns, in order, for its replay (PROTOCOL.md section 6).
+                member.deliver_reliable(broadcast.encoded())
         self._publish(room_id, due, host=host)
         if room_id not in self.rooms:
             self._unsubscribe_later(room_id)

@@ -238,7 +238,7 @@ class Journal:
         self,
         store: SessionStore,
         *,
-        on_rejected: Callable[[str], None],
+        on_rejected: Callable[[str, str], None],
         on_failure: Callable[[Exception], object],
     ) -> None:
         self.store = store
@@ -303,8 +303,11 @@ class Journal:
             pending, self._pending = self._pending, {}
             after, upto = self._durable, self._added
             try:
-                for session_id in await self.store.journal(pending):
-                    self.on_rejected(session_id)
+                rejected = await self.store.journal(pending)
+                for entries in pending.values():
+                    for session_id, entry in entries.items():
+                        if session_id in rejected:
+                            self.on_rejected(session_id, entry.connection_id)
             except Exception as exc:
                 self._failed = (after, upto)
                 self._durable = upto

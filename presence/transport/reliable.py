@@ -66,6 +66,8 @@ class ReliableSession:
     _live: bool  # the hello is queued: numbered messages go to the outbox
     _replayed_ids: set[str]
     _retry_timer: asyncio.TimerHandle | None
+    _store_last_seq: int  # the newest seq the store held when this connection claimed
+    _resume_after: int  # the client's last_seq, when resuming
 
     if TYPE_CHECKING:  # provided by Outbound
 
@@ -85,6 +87,8 @@ class ReliableSession:
         self._live = False
         self._replayed_ids = set()
         self._retry_timer = None
+        self._store_last_seq = 0
+        self._resume_after = 0
 
     @property
     def attached(self) -> bool:
@@ -115,6 +119,8 @@ class ReliableSession:
             for message_id, answer in claimed.answers:
                 self.answers.put(message_id, answer)
         self._replayed_ids = {leading_message_id(e.proto) for _, e in claimed.replay}
+        self._store_last_seq = claimed.last_seq
+        self._resume_after = last_seq
 
     def adopt(self, old: ReliableSession) -> None:
         """The local holder ``old`` hands its window and answers over (the hub's resume)."""
@@ -124,7 +130,22 @@ class ReliableSession:
         # Everything after the claim's last seq is in old's window too.
         self.window, self.answers = old.window, old.answers
         self.window.acks = acks
+        # What old wrote after the client's last_seq may never have arrived: again.
+        self.window.resume_from(self._resume_after)
         self._replayed_ids = set()
+        hub = self._hub_ref
+        if hub is None:
+            return
+        # What old numbered after the store's copy was claimed: journaled again, as ours.
+        for kept in self.window.kept():
+            if kept.seq > self._store_last_seq:
+                mark = hub.journal.add(
+                    self.room_id,
+                    self.session_id,
+                    self.connection_id,
+                    message=(kept.seq, kept.item),
+                )
+                self._journal_mark = max(self._journal_mark, mark)
 
     def taken_over(self) -> None:
         """Another connection resumed this session: stop; close an open socket with 4010."""
