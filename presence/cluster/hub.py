@@ -50,12 +50,13 @@ from presence.cluster.sessions import (
     Claimed,
     InProcessSessions,
     Journal,
+    LogEntry,
     Refused,
     SessionRecord,
     SessionStore,
 )
 from presence.protocol import core_pb2 as pb
-from presence.protocol.codec import EncodedMessage
+from presence.protocol.codec import EncodedMessage, leading_message_id
 from presence.protocol.codes import CloseCode
 from presence.protocol.moderation import Action, ModerationOrder
 from presence.protocol.room import Broadcast, Entity, Outcome, Player, RoomChanges, RoomState
@@ -181,6 +182,7 @@ class Hub:
             write=self._write_before_publishing,
             on_failure=self.backend_failed,
             still_needed=self._room_in_use,
+            log=self._log_reliable,
         )
         self.unsubscribe_linger = UNSUBSCRIBE_LINGER_SECONDS
         self.tick_seconds = 1.0 / tick_hz if tick_hz > 0 else 0.0
@@ -388,6 +390,16 @@ class Hub:
         if not self.rooms:
             self.emptied.set()
         self._unsubscribe_later(room_id)
+
+    def _log_reliable(self, room_id: str, broadcasts: list[Broadcast]) -> None:
+        """Reliable messages of this instance, for the room log (a resume's catch-up)."""
+        if not self.journal.needed:
+            return
+        entries = []
+        for broadcast in broadcasts:
+            body = broadcast.encoded().proto
+            entries.append(LogEntry(leading_message_id(body), broadcast.exclude, body))
+        self.journal.log(room_id, entries)
 
     def _journal_failed(self, exc: Exception) -> None:
         self.backend_failed("sessions", exc)

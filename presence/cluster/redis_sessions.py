@@ -40,6 +40,7 @@ from presence.cluster.registry import RegistryUnavailable
 from presence.cluster.sessions import (
     Claimed,
     JournalEntry,
+    LogEntry,
     Refused,
     SessionRecord,
 )
@@ -51,41 +52,58 @@ logger = logging.getLogger(__name__)
 REDIS_SOCKET_TIMEOUT = 2.0
 UNCHANGED = "\x00"  # capabilities not changed by this journal entry
 
-# ARGV: prefix, sid, user, room, client, instance, conn, caps, ttl ms.
+# ARGV: prefix, sid, user, room, client, instance, conn, caps, ttl ms. The
+# session starts at the room log's end: what was logged before is not its.
 OPEN_LUA = """
-local rec = ARGV[1] .. ':session:' .. ARGV[2]
+local p, sid, room = ARGV[1], ARGV[2], ARGV[4]
+local rec = p .. ':session:' .. sid
 redis.call('DEL', rec, rec .. ':kept', rec .. ':answers', rec .. ':asked')
-redis.call('HSET', rec, 'user', ARGV[3], 'room', ARGV[4], 'client', ARGV[5],
-  'instance', ARGV[6], 'conn', ARGV[7], 'caps', ARGV[8], 'first', 1, 'last', 0)
+local logpos = redis.call('GET', p .. ':room:' .. room .. ':logseq') or 0
+redis.call('HSET', rec, 'user', ARGV[3], 'room', room, 'client', ARGV[5],
+  'instance', ARGV[6], 'conn', ARGV[7], 'caps', ARGV[8], 'first', 1, 'last', 0,
+  'logpos', logpos)
 redis.call('PEXPIRE', rec, ARGV[9])
 return 1
 """
 
-# ARGV: prefix, cap, body cap, body ttl ms, room count, then per room: room,
-# body count, (id, body)*, session count, then per session: sid, conn, caps
-# (or UNCHANGED), message count, (seq, id)*, answer count, (id, answer)*.
+_ORIGIN = """
+-- A server message id is "{instance}-{counter}", the counter growing per instance.
+local function origin(id)
+  local o, n = string.match(id, '^(.*)-(%d+)$')
+  return o or id, tonumber(n) or 0
+end
+"""
+
+# ARGV: prefix, cap, log cap, ttl ms, room count, then per room: room, log
+# count, (id, exclude, body)*, session count, then per session: sid, conn,
+# caps (or UNCHANGED), message count, (seq, id)*, answer count, (id, answer)*.
 # Returns the sessions whose holder is no longer the entry's connection.
-JOURNAL_LUA = """
-local p, cap, bodycap, bodyttl = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
+JOURNAL_LUA = (
+    _ORIGIN
+    + """
+local p, cap, logcap, ttl_ms = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
 local rejected = {}
 local i = 6
 for _ = 1, tonumber(ARGV[5]) do
   local room = ARGV[i]; i = i + 1
-  local bodies = p .. ':room:' .. room .. ':bodies'
-  local order = p .. ':room:' .. room .. ':bodyorder'
-  local nbodies = tonumber(ARGV[i]); i = i + 1
-  for _ = 1, nbodies do
-    if redis.call('HSETNX', bodies, ARGV[i], ARGV[i + 1]) == 1 then
-      redis.call('RPUSH', order, ARGV[i])
+  local base = p .. ':room:' .. room
+  local log, bodies, logseq = base .. ':log', base .. ':bodies', base .. ':logseq'
+  local nlog = tonumber(ARGV[i]); i = i + 1
+  for _ = 1, nlog do
+    if redis.call('HSETNX', bodies, ARGV[i], ARGV[i + 1] .. '\\n' .. ARGV[i + 2]) == 1 then
+      redis.call('ZADD', log, redis.call('INCR', logseq), ARGV[i])
     end
-    i = i + 2
+    i = i + 3
   end
-  if nbodies > 0 then
-    while redis.call('LLEN', order) > bodycap do
-      redis.call('HDEL', bodies, redis.call('LPOP', order))
+  if nlog > 0 then
+    local over = redis.call('ZCARD', log) - logcap
+    if over > 0 then
+      for _, id in ipairs(redis.call('ZRANGE', log, 0, over - 1)) do
+        redis.call('HDEL', bodies, id)
+      end
+      redis.call('ZREMRANGEBYRANK', log, 0, over - 1)
     end
-    redis.call('PEXPIRE', bodies, bodyttl)
-    redis.call('PEXPIRE', order, bodyttl)
+    for _, key in ipairs({log, bodies, logseq}) do redis.call('PEXPIRE', key, ttl_ms) end
   end
   local nsessions = tonumber(ARGV[i]); i = i + 1
   for _ = 1, nsessions do
@@ -102,7 +120,15 @@ for _ = 1, tonumber(ARGV[5]) do
         if tonumber(ARGV[i + 2 * k]) ~= last + k + 1 then ok = false end
       end
       if ok then
-        for k = 0, nmsg - 1 do redis.call('RPUSH', kept, ARGV[i + 2 * k + 1]) end
+        for k = 0, nmsg - 1 do
+          local id = ARGV[i + 2 * k + 1]
+          redis.call('RPUSH', kept, id)
+          local o, n = origin(id)
+          local field = 'hwm:' .. o
+          if n > (tonumber(redis.call('HGET', rec, field)) or 0) then
+            redis.call('HSET', rec, field, n)
+          end
+        end
         last = last + nmsg
         if redis.call('LLEN', kept) > cap then redis.call('LTRIM', kept, -cap, -1) end
         redis.call('HSET', rec, 'last', last, 'first', last - redis.call('LLEN', kept) + 1)
@@ -132,29 +158,72 @@ for _ = 1, tonumber(ARGV[5]) do
 end
 return rejected
 """
+)
 
-# ARGV: prefix, sid, user, room, last_seq, instance, conn, ttl ms.
+# ARGV: prefix, sid, user, room, last_seq, instance, conn, ttl ms, cap, catch up.
 # {'unknown'} | {'ended', reason, client, instance, conn, caps, room}
-# | {'ok', client, instance, conn, caps, last, ids, bodies, answer pairs}
-CLAIM_LUA = """
+# | {'ok', client, instance, conn, caps, last, bodies, answer pairs}
+#
+# Catch-up: what the room logged after the session's position that its holder
+# never recorded (per origin instance, messages reach a session in counter
+# order, so "recorded" is "counter <= the highest recorded of that origin"),
+# the session's own messages aside, is numbered now, after what was kept. If
+# the log was trimmed past the position and its oldest entry was not recorded,
+# older unrecorded ones may be gone: a gap.
+CLAIM_LUA = (
+    _ORIGIN
+    + """
 local p, sid, user, room, lastseq = ARGV[1], ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
+local cap = tonumber(ARGV[9])
 local rec = p .. ':session:' .. sid
 local f = redis.call('HMGET', rec, 'user', 'room', 'client', 'instance', 'conn', 'caps',
-  'first', 'last')
+  'first', 'last', 'logpos')
 if not f[1] or f[1] ~= user then return {'unknown'} end
-local first, last = tonumber(f[7]), tonumber(f[8])
+local first, last, logpos = tonumber(f[7]), tonumber(f[8]), tonumber(f[9]) or 0
+local client = f[3]
+local base = p .. ':room:' .. room
+local log, store = base .. ':log', base .. ':bodies'
 local reason = ''
 if f[2] ~= room then reason = 'other_room'
-elseif lastseq > last then reason = 'ahead'
-elseif lastseq + 1 < first then reason = 'gap' end
-local ids, bodies = {}, {}
+elseif lastseq > last then reason = 'ahead' end
+local caught = {}
+if reason == '' and ARGV[10] == '1' then
+  local oldest = redis.call('ZRANGE', log, 0, 0, 'WITHSCORES')
+  local trimmed = oldest[2] and tonumber(oldest[2]) > logpos + 1
+  local entries = redis.call('ZRANGEBYSCORE', log, '(' .. logpos, '+inf', 'WITHSCORES')
+  for k = 1, #entries, 2 do
+    local id = entries[k]
+    local o, n = origin(id)
+    local value = redis.call('HGET', store, id) or '\\n'
+    local exclude = string.sub(value, 1, string.find(value, '\\n', 1, true) - 1)
+    local hwm = tonumber(redis.call('HGET', rec, 'hwm:' .. o)) or 0
+    local unrecorded = exclude ~= client and n > hwm
+    if k == 1 and trimmed and unrecorded then reason = 'gap'; break end
+    if unrecorded then table.insert(caught, id) end
+    logpos = tonumber(entries[k + 1])
+  end
+end
+if reason == '' and #caught > 0 then
+  local kept = rec .. ':kept'
+  for _, id in ipairs(caught) do
+    redis.call('RPUSH', kept, id)
+    local o, n = origin(id)
+    if n > (tonumber(redis.call('HGET', rec, 'hwm:' .. o)) or 0) then
+      redis.call('HSET', rec, 'hwm:' .. o, n)
+    end
+  end
+  last = last + #caught
+  if redis.call('LLEN', kept) > cap then redis.call('LTRIM', kept, -cap, -1) end
+  first = last - redis.call('LLEN', kept) + 1
+  redis.call('HSET', rec, 'last', last, 'first', first, 'logpos', logpos)
+end
+if reason == '' and lastseq + 1 < first then reason = 'gap' end
+local bodies = {}
 if reason == '' then
-  ids = redis.call('LRANGE', rec .. ':kept', lastseq + 1 - first, -1)
-  local store = p .. ':room:' .. room .. ':bodies'
-  for _, id in ipairs(ids) do
-    local body = redis.call('HGET', store, id)
-    if not body then reason = 'gap'; break end
-    table.insert(bodies, body)
+  for _, id in ipairs(redis.call('LRANGE', rec .. ':kept', lastseq + 1 - first, -1)) do
+    local value = redis.call('HGET', store, id)
+    if not value then reason = 'gap'; break end
+    table.insert(bodies, string.sub(value, string.find(value, '\\n', 1, true) + 1))
   end
 end
 if reason ~= '' then
@@ -170,8 +239,9 @@ for _, id in ipairs(redis.call('LRANGE', rec .. ':asked', 0, -1)) do
   local answer = redis.call('HGET', rec .. ':answers', id)
   if answer then table.insert(answers, id); table.insert(answers, answer) end
 end
-return {'ok', f[3], f[4], f[5], f[6] or '', last, ids, bodies, answers}
+return {'ok', f[3], f[4], f[5], f[6] or '', last, bodies, answers}
 """
+)
 
 # ARGV: prefix, sid, conn, ttl ms, "end" or "detach": only the holder may.
 SETTLE_LUA = """
@@ -258,6 +328,7 @@ class RedisSessions:
         last_seq: int,
         instance_id: str,
         connection_id: str,
+        catch_up: bool = True,
     ) -> Claimed | Refused:
         """Claim the session for ``connection_id`` with its replay after ``last_seq``."""
         row = await self._run(
@@ -269,6 +340,8 @@ class RedisSessions:
             instance_id,
             connection_id,
             self.held_ttl_ms,
+            self.queue_size,
+            "1" if catch_up else "0",
         )
         status = _text(row[0])
         if status == "unknown":
@@ -285,7 +358,7 @@ class RedisSessions:
                 _caps(caps),
             )
             return Refused(_text(reason), ended=previous)
-        _, client, instance, conn, caps, last, ids, bodies, answers = row
+        _, client, instance, conn, caps, last, bodies, answers = row
         previous = SessionRecord(
             session_id, user_id, room_id, _text(client), _text(instance), _text(conn), _caps(caps)
         )
@@ -293,30 +366,30 @@ class RedisSessions:
             (last_seq + 1 + index, EncodedMessage(bytes(body))) for index, body in enumerate(bodies)
         ]
         pairs = [(_text(answers[k]), bytes(answers[k + 1])) for k in range(0, len(answers), 2)]
-        del ids  # the bodies carry their ids
         return Claimed(record=previous, last_seq=int(last), replay=replay, answers=pairs)
 
-    async def journal(self, rooms: dict[str, dict[str, JournalEntry]]) -> set[str]:
-        """Write every room's bodies and every session's numbering and answers: one script."""
-        if not rooms:
+    async def journal(
+        self, rooms: dict[str, dict[str, JournalEntry]], logs: dict[str, list[LogEntry]]
+    ) -> set[str]:
+        """Write the room logs, then every session's numbering and answers: one script."""
+        if not rooms and not logs:
             return set()
-        args: list[Any] = [self.queue_size, 2 * self.queue_size, self.held_ttl_ms, len(rooms)]
-        for room_id, entries in rooms.items():
-            bodies: dict[str, bytes] = {}
-            for entry in entries.values():
-                for _, encoded in entry.messages:
-                    bodies.setdefault(message_id_of(encoded), encoded.proto)
-            args += [room_id, len(bodies)]
-            for message_id, body in bodies.items():
-                args += [message_id, body]
+        names = list(logs) + [room for room in rooms if room not in logs]
+        args: list[Any] = [self.queue_size, 2 * self.queue_size, self.held_ttl_ms, len(names)]
+        for room_id in names:
+            logged = logs.get(room_id, [])
+            args += [room_id, len(logged)]
+            for entry in logged:
+                args += [entry.message_id, entry.exclude, entry.body]
+            entries = rooms.get(room_id, {})
             args.append(len(entries))
-            for session_id, entry in entries.items():
-                caps = UNCHANGED if entry.capabilities is None else ",".join(entry.capabilities)
-                args += [session_id, entry.connection_id, caps, len(entry.messages)]
-                for seq, encoded in entry.messages:
-                    args += [seq, message_id_of(encoded)]
-                args.append(len(entry.answers))
-                for message_id, answer in entry.answers:
+            for session_id, session in entries.items():
+                caps = UNCHANGED if session.capabilities is None else ",".join(session.capabilities)
+                args += [session_id, session.connection_id, caps, len(session.messages)]
+                for seq, encoded in session.messages:
+                    args += [seq, leading_message_id(encoded.proto)]
+                args.append(len(session.answers))
+                for message_id, answer in session.answers:
                     args += [message_id, answer]
         rejected = await self._run(self._journal, *args)
         return {_text(sid) for sid in rejected}
@@ -344,13 +417,13 @@ class RedisSessions:
             raise RegistryUnavailable(repr(exc)) from exc
 
     async def renew_rooms(self, room_ids: list[str]) -> None:
-        """Keep the bodies of rooms with held sessions."""
+        """Keep the logs of rooms with held sessions."""
         if not room_ids:
             return
         try:
             async with self.client.pipeline(transaction=False) as pipe:
                 for room_id in room_ids:
-                    for suffix in (":bodies", ":bodyorder"):
+                    for suffix in (":log", ":bodies", ":logseq"):
                         pipe.pexpire(f"{self.prefix}:room:{room_id}{suffix}", self.held_ttl_ms)
                 await pipe.execute()
         except (TimeoutError, RedisError, OSError) as exc:
@@ -359,8 +432,3 @@ class RedisSessions:
     async def aclose(self) -> None:
         """Close the connection pool."""
         await self.client.aclose()
-
-
-def message_id_of(encoded: EncodedMessage) -> str:
-    """The server message id of an encoded room message (its field 1)."""
-    return leading_message_id(encoded.proto)

@@ -76,6 +76,15 @@ class JournalEntry:
     capabilities: tuple[str, ...] | None = None  # changed by a ClientHello
 
 
+@dataclass(frozen=True, slots=True)
+class LogEntry:
+    """A reliable room message as the room log keeps it: id, sender (excluded), body."""
+
+    message_id: str
+    exclude: str
+    body: bytes
+
+
 class SessionStore(Protocol):
     """Where sessions live (every call may raise RegistryUnavailable)."""
 
@@ -98,15 +107,21 @@ class SessionStore(Protocol):
         last_seq: int,
         instance_id: str,
         connection_id: str,
+        catch_up: bool = True,
     ) -> Claimed | Refused:
         """Take the session over for a new connection, or say why not.
+
+        ``catch_up``: number what the room log holds that the holder never
+        recorded (its instance died); not when the holder is this process's.
 
         A refusal of the same identity ends the session (``Refused.ended``);
         of another identity it changes nothing.
         """
 
-    async def journal(self, rooms: dict[str, dict[str, JournalEntry]]) -> set[str]:
-        """Append numbered messages and answers per room and session, in one round trip.
+    async def journal(
+        self, rooms: dict[str, dict[str, JournalEntry]], logs: dict[str, list[LogEntry]]
+    ) -> set[str]:
+        """Append the room logs, then numbered messages and answers per session: one round trip.
 
         Returns the sessions no longer held by the entry's connection (taken over).
         """
@@ -163,6 +178,7 @@ class InProcessSessions:
         last_seq: int,
         instance_id: str,
         connection_id: str,
+        catch_up: bool = True,
     ) -> Claimed | Refused:
         """Hand the session's own window to the new connection, or refuse."""
         self._expire()
@@ -190,7 +206,9 @@ class InProcessSessions:
             answer_cache=held.answers,
         )
 
-    async def journal(self, rooms: dict[str, dict[str, JournalEntry]]) -> set[str]:
+    async def journal(
+        self, rooms: dict[str, dict[str, JournalEntry]], logs: dict[str, list[LogEntry]]
+    ) -> set[str]:
         """Nothing to write (the windows are the store); the sessions no longer held."""
         return {
             sid
@@ -245,6 +263,7 @@ class Journal:
         self.on_rejected = on_rejected
         self.on_failure = on_failure
         self._pending: dict[str, dict[str, JournalEntry]] = {}  # room -> session -> entry
+        self._logs: dict[str, list[LogEntry]] = {}  # room -> its reliable messages, in order
         self._added = 0  # marks handed out
         self._durable = 0  # marks written
         self._failed = (0, 0)  # the marks of the last failed write: (after, up to]
@@ -286,6 +305,14 @@ class Journal:
         self._added += 1
         return self._added
 
+    def log(self, room_id: str, entries: list[LogEntry]) -> int:
+        """Queue reliable messages of this instance's origin for the room log; the mark."""
+        if not self.store.shared or not entries:
+            return self._added
+        self._logs.setdefault(room_id, []).extend(entries)
+        self._added += 1
+        return self._added
+
     async def durable(self, mark: int) -> bool:
         """Wait until ``mark`` is written; ``False`` if the write failed."""
         while self._durable < mark:
@@ -297,13 +324,14 @@ class Journal:
     async def flush(self) -> bool:
         """Write everything added so far (one round trip per flush); ``False`` on failure."""
         async with self._lock:
-            if not self._pending:
+            if not self._pending and not self._logs:
                 self._durable = self._added
                 return True
             pending, self._pending = self._pending, {}
+            logs, self._logs = self._logs, {}
             after, upto = self._durable, self._added
             try:
-                rejected = await self.store.journal(pending)
+                rejected = await self.store.journal(pending, logs)
                 for entries in pending.values():
                     for session_id, entry in entries.items():
                         if session_id in rejected:

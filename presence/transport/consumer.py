@@ -343,6 +343,9 @@ class PresenceConsumer(ReliableSession, Outbound, AsyncConsumer):
         request = admission.resume
         hub = self.hub
         await hub.journal.flush()  # what local holders numbered is in the store
+        # A holder in this process hands its own window over; otherwise what
+        # the room logged that the holder never recorded is caught up.
+        catch_up = request.session_id not in hub.holders
         claimed: list[Claimed] = []
 
         async def claim() -> Claimed | Refused:
@@ -354,6 +357,7 @@ class PresenceConsumer(ReliableSession, Outbound, AsyncConsumer):
                     last_seq=request.last_seq,
                     instance_id=hub.instance_id,
                     connection_id=self.connection_id,
+                    catch_up=catch_up,
                 )
             except RegistryUnavailable as exc:
                 raise hub.backend_failed("sessions", exc) from exc

@@ -42,6 +42,7 @@ RELIABLE_CLIENT_KINDS = frozenset(
         "lock_room",
     }
 )
+REPLAYED_IDS_SECONDS = 5.0  # how long a resumed connection skips what its replay held
 # Ends that end the session at once (PROTOCOL.md section 6, grace); any other keeps it.
 ENDS_SESSION = frozenset({1000, 1001, 4003, 4007, 4401, 4403, 4423})
 
@@ -199,7 +200,9 @@ class ReliableSession:
     def _go_live(self, after_seq: int) -> int:
         """The hello is queued: queue every kept message after ``after_seq``; how many."""
         self._live = True
-        self._replayed_ids = set()
+        if self._replayed_ids:
+            # A caught-up message may still come by the channel layer: skip it a while.
+            asyncio.get_running_loop().call_later(REPLAYED_IDS_SECONDS, self._replayed_ids.clear)
         if self.window is None or self.outbox is None:
             return 0
         queued = 0

@@ -280,3 +280,18 @@ async def test_a_malformed_resume_request_is_refused_4400_saying_what_to_send(qu
     assert error.error.code == ErrorCode.BAD_MESSAGE
     assert "session_id" in error.error.message and "last_seq" in error.error.message
     assert await client.expect_close() == CloseCode.BAD_REQUEST
+
+
+async def test_a_message_written_to_the_old_socket_but_not_processed_is_replayed() -> None:
+    alice = await joined("rs", "alice")
+    bob = await joined("rs", "bob")
+    join = await alice.recv_kind("presence_event")
+    await bob.send(chat("in flight"))
+    await alice.recv_kind("chat_message")  # written; the client says it did not process it
+    await drop(alice)
+
+    back = await resumed("rs", "alice", alice, join.seq)
+    replayed = await back.recv()
+    assert (replayed.seq, replayed.chat_message.message) == (join.seq + 1, "in flight")
+    await back.close()
+    await bob.close()
