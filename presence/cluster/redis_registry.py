@@ -429,6 +429,17 @@ class RedisRegistry:
         except (RedisError, OSError, TimeoutError) as exc:
             raise RegistryUnavailable(repr(exc)) from exc
 
+    async def live_instances(self) -> int:
+        """Instances whose heartbeat is younger than the lease (Redis time)."""
+        try:
+            seconds, micros = await self.client.time()
+            now_ms = int(seconds) * 1000 + int(micros) // 1000
+            return int(
+                await self.client.zcount(f"{self.prefix}:instances", now_ms - self.lease_ms, "+inf")
+            )
+        except (TimeoutError, RedisError, OSError) as exc:
+            raise RegistryUnavailable(repr(exc)) from exc
+
     async def view(self, room_id: str) -> RoomView:
         """The room's connections in join order, its host and entity count."""
         host, rows, entities, messages = await self._run(self._view, room_id)

@@ -125,6 +125,9 @@ class Registry(Protocol):
     async def room_ids(self) -> list[str]:
         """The rooms with members, on any instance, sorted."""
 
+    async def live_instances(self) -> int:
+        """How many instances heart-beat within the lease (this one included)."""
+
     async def view(self, room_id: str) -> RoomView:
         """The room's connections, host and entity count."""
 
@@ -232,6 +235,10 @@ class InProcessRegistry:
     async def room_ids(self) -> list[str]:
         """The rooms with members, sorted."""
         return sorted(self.rooms)
+
+    async def live_instances(self) -> int:
+        """Only this process."""
+        return 1
 
     async def view(self, room_id: str) -> RoomView:
         """The room's connections in join order."""
