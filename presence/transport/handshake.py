@@ -232,7 +232,6 @@ async def _check(
     if not ROOM_ID.fullmatch(room_id):
         raise Refusal(ErrorCode.BAD_MESSAGE, CloseCode.BAD_REQUEST, INVALID_ROOM_ID)
     client_label(query)
-    resume = resume_request(query)
     origin = _header(scope, b"origin")
     if not origin_policy(conf).allows(origin):
         raise Refusal(
@@ -250,6 +249,8 @@ async def _check(
             identity = identify(query, room_id=room_id, dev_auth=conf.DEV_AUTH)
     except AuthRefused as refused:
         raise Refusal(refused.code, refused.close_code, refused.text) from None
+    # After the credentials: a session is only asked about by who may resume it.
+    resume = resume_request(query)
     if identity is not None and identity.dev_mode:
         metrics.DEV_AUTH_CONNECTIONS.inc()
     return Admission(room_id, *negotiation, query, ip_address, identity, resume)
