@@ -112,6 +112,10 @@ REPLAYED = Counter(
     "presence_replayed_messages",
     "Reliable messages replayed to resumed sessions.",
 )
+CAUGHT_UP = Counter(
+    "presence_caught_up_messages",
+    "Reliable messages the channel layer lost, delivered from the room log instead.",
+)
 DUPLICATES_DROPPED = Counter(
     "presence_duplicate_messages",
     "Client messages with a message_id already answered: answered again, not applied.",

@@ -36,6 +36,7 @@ from channels.layers import BaseChannelLayer
 
 from presence import metrics
 from presence.cluster.bridge import SESSION_EVENT, LayerBridge, LayerFailed
+from presence.cluster.catchup import CatchUp, Cursor
 from presence.cluster.publisher import Publisher
 from presence.cluster.registry import (
     Arrival,
@@ -176,6 +177,7 @@ class Hub:
         self.on_access_changed = on_access_changed
         self.clock = clock
         self.instance_id = instance_id or uuid.uuid4().hex[:12]
+        self.catchup = CatchUp(origin=self.instance_id)
         self.bridge = LayerBridge(layer, origin=self.instance_id, on_event=self._receive_remote)
         self.publisher = Publisher(
             self.bridge,
@@ -448,6 +450,36 @@ class Hub:
         self.notify_holder(record, "ended")
         if gone is not None:
             await self.announce([gone], lost=False)
+
+    async def catch_up(self) -> None:
+        """Deliver what the room logs hold that the channel layer lost (once per period)."""
+        if not self.journal.needed or self.degraded:
+            return
+        self.catchup.forget(set(self.rooms))
+        for room_id in self.rooms:
+            self.catchup.cursors.setdefault(room_id, Cursor())
+        store: Any = self.sessions
+        try:
+            read = await store.read_logs(self.catchup.ranges())
+            for room_id, (log_end, ids) in read.items():
+                missed = self.catchup.missed(room_id, ids, log_end)
+                if missed:
+                    self._deliver_caught_up(room_id, await store.logged(room_id, missed))
+        except RegistryUnavailable as exc:
+            raise self.backend_failed("catch-up", exc) from exc
+
+    def _deliver_caught_up(self, room_id: str, entries: list[LogEntry]) -> None:
+        room = self.rooms.get(room_id)
+        if room is None:
+            return
+        for entry in entries:
+            if not self.catchup.note(room_id, entry.message_id):
+                continue  # arrived meanwhile
+            broadcast = Broadcast(pb.Message(), True, entry.exclude)
+            broadcast._encoded = EncodedMessage(entry.body)
+            room.deliver_reliable(broadcast)
+            self.catchup.caught_up += 1
+            metrics.CAUGHT_UP.inc()
 
     async def renew_sessions(self) -> None:
         """Keep the sessions held here, and their rooms' kept messages (each heartbeat)."""
@@ -782,6 +814,8 @@ class Hub:
                 room.queue_volatile(broadcast, self.poses_per_entity)
                 continue
             due.extend(room.flush())
+            if self.journal.needed:
+                self.catchup.note(room.state.room_id, broadcast.message.message_id)
             room.deliver_reliable(broadcast)
             due.append(broadcast)
         if not self.tick_seconds:
@@ -847,12 +881,15 @@ class Hub:
             if heard is not None:
                 heard.host = event["host"]
         volatile: list[Broadcast] = []
+        room_id = event.get("room", "")
         for proto, reliable, exclude, key in event["items"]:
             broadcast = Broadcast(pb.Message(), reliable, exclude, key)
             broadcast._encoded = EncodedMessage(proto)
             if not reliable:
                 volatile.append(broadcast)
                 continue
+            if self.journal.needed and not self.catchup.note(room_id, leading_message_id(proto)):
+                continue  # already caught up from the room log
             if heard is not None:
                 heard.broadcasts.append(broadcast)
             if room is not None:

@@ -243,6 +243,17 @@ return {'ok', f[3], f[4], f[5], f[6] or '', last, bodies, answers}
 """
 )
 
+# ARGV: prefix, room, after, up to. Returns {log end, ids logged in (after, up to]}.
+READ_LOG_LUA = """
+local base = ARGV[1] .. ':room:' .. ARGV[2]
+local log_end = tonumber(redis.call('GET', base .. ':logseq') or '0')
+local ids = {}
+if tonumber(ARGV[3]) >= 0 and tonumber(ARGV[4]) > tonumber(ARGV[3]) then
+  ids = redis.call('ZRANGEBYSCORE', base .. ':log', '(' .. ARGV[3], ARGV[4])
+end
+return {log_end, ids}
+"""
+
 # ARGV: prefix, sid, conn, ttl ms, "end" or "detach": only the holder may.
 SETTLE_LUA = """
 local rec = ARGV[1] .. ':session:' .. ARGV[2]
@@ -293,6 +304,7 @@ class RedisSessions:
         self._journal = self.client.register_script(JOURNAL_LUA)
         self._claim = self.client.register_script(CLAIM_LUA)
         self._settle = self.client.register_script(SETTLE_LUA)
+        self._read_log = self.client.register_script(READ_LOG_LUA)
 
     async def _run(self, script: Any, *args: Any) -> Any:
         try:
@@ -428,6 +440,38 @@ class RedisSessions:
                 await pipe.execute()
         except (TimeoutError, RedisError, OSError) as exc:
             raise RegistryUnavailable(repr(exc)) from exc
+
+    async def read_logs(
+        self, ranges: dict[str, tuple[int, int]]
+    ) -> dict[str, tuple[int, list[str]]]:
+        """Per room, the log's end and the ids logged in (after, up to]: one round trip."""
+        if not ranges:
+            return {}
+        try:
+            async with self.client.pipeline(transaction=False) as pipe:
+                for room_id, (after, upto) in ranges.items():
+                    await self._read_log(args=[self.prefix, room_id, after, upto], client=pipe)
+                rows = await pipe.execute()
+        except (TimeoutError, RedisError, OSError) as exc:
+            raise RegistryUnavailable(repr(exc)) from exc
+        return {
+            room_id: (int(log_end), [_text(i) for i in ids])
+            for room_id, (log_end, ids) in zip(ranges, rows, strict=True)
+        }
+
+    async def logged(self, room_id: str, ids: list[str]) -> list[LogEntry]:
+        """The room log's entries of ``ids`` that it still holds, in the order asked."""
+        try:
+            values = await self.client.hmget(f"{self.prefix}:room:{room_id}:bodies", ids)
+        except (TimeoutError, RedisError, OSError) as exc:
+            raise RegistryUnavailable(repr(exc)) from exc
+        entries = []
+        for message_id, value in zip(ids, values, strict=True):
+            if value is None:
+                continue
+            exclude, _, body = bytes(value).partition(b"\n")
+            entries.append(LogEntry(message_id, exclude.decode(), body))
+        return entries
 
     async def aclose(self) -> None:
         """Close the connection pool."""

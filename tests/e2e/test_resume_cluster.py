@@ -225,6 +225,24 @@ async def test_a_receiver_resumes_on_the_other_instance_after_sigkill_without_lo
         assert membership == []
 
 
+async def test_a_resume_on_the_other_instance_closes_the_half_open_old_socket_4010(
+    tmp_path: Path, own_redis: PrivateRedis, pool: ClientPool
+) -> None:
+    with uvicorn_pair(tmp_path, own_redis) as (a, b):
+        room = "resume-takeover"
+        old = Receiver(await pool.join(a.ws_url, room, "receiver"))
+        sender = await pool.join(b.ws_url, room, "sender")
+        old.process(await old.client.recv_until(lambda m: kind(m) == "JOIN"))
+        new = Receiver(old.client)
+        new.session_id, new.last_seq = old.session_id, old.last_seq
+        hello = await new.resume(pool, b.ws_url, room, "receiver")
+        assert hello.resumed
+        assert await old.read_until_closed() == 4010
+        await sender.send(chat("to the new socket"))
+        await new.read_chats(1, timeout=RESUME_SECONDS)
+        assert new.chats[0][1] == "to the new socket"
+
+
 async def test_after_a_redis_restart_clients_resume_or_resync_never_partly(
     tmp_path: Path, pool: ClientPool
 ) -> None:
