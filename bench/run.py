@@ -51,6 +51,7 @@ from bench.servers import (
     service_command,
     service_env,
 )
+from bench.storm import storm_lines, storm_target
 
 REDIS_HOSTS = ("127.0.0.1", "localhost")
 BUSY_HOST_PCT = 25.0  # other work above this share of a core before the run: warn
@@ -121,6 +122,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--no-batch", action="store_true", help="do not announce the 'batch' capability")
     add("--budget", type=float, default=420.0, help="seconds per target before sweeps stop early")
     add("--server-env", action="append", default=[], metavar="KEY=VALUE", help="extra service env")
+    add(
+        "--storm-clients",
+        type=int,
+        default=None,
+        help="reconnect storm: clients of a killed instance that resume on another "
+        "(default 1000, 200 with --quick; needs Redis at --redis-url)",
+    )
+    add("--storm-room-size", type=int, default=10, help="reconnect storm: members per room")
+    add("--no-storm", action="store_true", help="skip the reconnect storm")
     return parser.parse_args(argv)
 
 
@@ -338,6 +348,31 @@ def bench_target(
             _delete_redis_keys(args.redis_url, redis_prefix)
 
 
+def run_storm(args: argparse.Namespace, out: Path, tmp: Path, begin: float) -> dict[str, Any]:
+    """The reconnect-storm row (issue 11); skipped without Redis, errors recorded."""
+    clients = args.storm_clients or (200 if args.quick else 1000)
+    try:
+        _check_redis(args.redis_url)
+    except SystemExit as no_redis:
+        return {"error": f"skipped: {no_redis}"}
+    prefix = f"bench-storm-{uuid.uuid4().hex[:12]}"
+    log_line(begin, f"{'storm':<16} {clients} clients resume on another instance after SIGKILL")
+    (tmp / "storm").mkdir(parents=True, exist_ok=True)
+    try:
+        return storm_target(
+            tmp / "storm",
+            out,
+            redis_url=args.redis_url,
+            redis_prefix=prefix,
+            clients=clients,
+            room_size=max(1, args.storm_room_size),
+        )
+    except (ServerError, OSError, AssertionError, TimeoutError) as exc:
+        return {"error": f"{type(exc).__name__}: {exc}"}
+    finally:
+        _delete_redis_keys(args.redis_url, prefix)
+
+
 def finish(results: dict[str, Any], plan: Plan, begin: float) -> None:
     """Summaries, ratios to a and goals, added to ``results`` in place."""
     targets = results["targets"]
@@ -396,12 +431,19 @@ def main(argv: list[str] | None = None) -> int:
                 pool.shutdown()
                 pool = GeneratorPool(args.workers, time.monotonic_ns())
             write_json(results, out / "results.json")
+        if not args.no_storm:
+            results["storm"] = run_storm(args, out, tmp, begin)
+            write_json(results, out / "results.json")
         finish(results, plan, begin)
         write_json(results, out / "results.json")
         chart = write_chart(results, out / "sweep.png")
         print(flush=True)
         for line in report.render(results):
             print(line)
+        if "storm" in results:
+            print()
+            for line in storm_lines(results["storm"]):
+                print(line)
         print(
             f"\nresults: {out / 'results.json'}"
             + (f", chart: {chart}" if chart else " (no chart: matplotlib missing)")

@@ -318,6 +318,10 @@ class Hub:
             await self._subscribe(room_id)
             heard = self._heard_while_joining[room_id] = _Heard()
             try:
+                # What this instance numbered or logged so far is in the store
+                # for the claim; what comes later is heard.
+                if self.journal.needed and not await self.journal.durable(self.journal.added):
+                    raise BackendUnavailable("session journal")  # counted by the journal
                 result = await claim()
             except BaseException:
                 del self._heard_while_joining[room_id]
@@ -816,6 +820,9 @@ class Hub:
             due.extend(room.flush())
             if self.journal.needed:
                 self.catchup.note(room.state.room_id, broadcast.message.message_id)
+            heard = self._heard_while_joining.get(room.state.room_id)
+            if heard is not None:  # a member resuming hears it after its replay
+                heard.broadcasts.append(broadcast)
             room.deliver_reliable(broadcast)
             due.append(broadcast)
         if not self.tick_seconds:

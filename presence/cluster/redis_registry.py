@@ -25,9 +25,6 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import redis.asyncio as aioredis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from presence.cluster.registry import (
@@ -41,6 +38,7 @@ from presence.cluster.registry import (
 )
 from presence.protocol import core_pb2 as pb
 from presence.protocol.room import Player, RoomChanges
+from presence.redis_client import redis_client
 
 logger = logging.getLogger(__name__)
 
@@ -326,12 +324,7 @@ class RedisRegistry:
         # A connection's hash outlives two missed heartbeats' worth of lease;
         # the sweeper, driven by the instance heartbeat, removes it first.
         self.conn_ttl_ms = 2 * self.dead_after_ms
-        self.client = aioredis.Redis.from_url(
-            redis_url,
-            socket_timeout=REDIS_SOCKET_TIMEOUT,
-            socket_connect_timeout=REDIS_SOCKET_TIMEOUT,
-            retry=Retry(NoBackoff(), 1),
-        )
+        self.client = redis_client(redis_url, timeout=REDIS_SOCKET_TIMEOUT)
         self._join = self.client.register_script(JOIN_LUA)
         self._leave = self.client.register_script(LEAVE_LUA)
         self._write = self.client.register_script(WRITE_LUA)

@@ -31,9 +31,6 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import redis.asyncio as aioredis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from presence.cluster.registry import RegistryUnavailable
@@ -46,6 +43,7 @@ from presence.cluster.sessions import (
 )
 from presence.protocol.codec import EncodedMessage, leading_message_id
 from presence.protocol.delivery import AnswerCache, DeliveryWindow
+from presence.redis_client import redis_client
 
 logger = logging.getLogger(__name__)
 
@@ -294,12 +292,7 @@ class RedisSessions:
         self.window_ms = max(1, int(window_seconds * 1000))
         # A held session outlives a silent (dead) instance by the window.
         self.held_ttl_ms = self.window_ms + max(1, int(held_extra_seconds * 1000))
-        self.client = aioredis.Redis.from_url(
-            redis_url,
-            socket_timeout=REDIS_SOCKET_TIMEOUT,
-            socket_connect_timeout=REDIS_SOCKET_TIMEOUT,
-            retry=Retry(NoBackoff(), 1),
-        )
+        self.client = redis_client(redis_url, timeout=REDIS_SOCKET_TIMEOUT)
         self._open = self.client.register_script(OPEN_LUA)
         self._journal = self.client.register_script(JOURNAL_LUA)
         self._claim = self.client.register_script(CLAIM_LUA)

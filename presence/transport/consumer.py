@@ -342,7 +342,6 @@ class PresenceConsumer(ReliableSession, Outbound, AsyncConsumer):
         assert self.hub is not None and self.session is not None and admission.resume
         request = admission.resume
         hub = self.hub
-        await hub.journal.flush()  # what local holders numbered is in the store
         # A holder in this process hands its own window over; otherwise what
         # the room logged that the holder never recorded is caught up.
         catch_up = request.session_id not in hub.holders
