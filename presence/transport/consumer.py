@@ -208,7 +208,14 @@ class PresenceConsumer(ReliableSession, Outbound, AsyncConsumer):
         self._close(close_code)
 
     def abort(self, close_code: CloseCode, text: str) -> None:
-        """Close on the hub's word: Redis failed (4012), kicked (4403), going away (4000)."""
+        """Close on the hub's word: Redis failed (4012), kicked (4403), going away (4000).
+
+        A session whose socket already dropped (in its grace) and that is
+        kicked or loses its account ends at once: it leaves the room.
+        """
+        if self._close_code is not None and close_code in ENDS_SESSION:
+            self._end_detached()
+            return
         if self._close_code is not None or self.outbox is None:
             return
         self._close_reason = text

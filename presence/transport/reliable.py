@@ -228,6 +228,14 @@ class ReliableSession:
         logger.warning("client %s is too slow (%s); closing 4009", self.client_id, cause)
         self._close(CloseCode.SLOW_CONSUMER)
 
+    def _end_detached(self) -> None:
+        """End a detached session now (kicked, account gone): the room hears LEAVE."""
+        if self.attached or self.released or self._hub_ref is None or not self.session_id:
+            return
+        self.lost = True
+        self.released = True
+        asyncio.get_running_loop().create_task(self._abandon(self._hub_ref))
+
     async def _abandon(self, hub: Hub) -> None:
         try:
             await hub.abandon(self.room_id, self)
