@@ -10,16 +10,23 @@ Keys, under ``P = REDIS_CHANNEL_PREFIX`` (beside the registry's, same prefix):
 * ``P:session:{sid}:answers`` -- hash: client message id -> the answer given
   (an encoded ``Ack`` or ``Error``); ``P:session:{sid}:asked`` -- list: those
   ids, oldest first (at most ``MESSAGE_QUEUE_SIZE``)
-* ``P:room:{room}:bodies`` -- hash: server message id -> the encoded message
-  (without seq), each reliable message of the room once, however many
-  sessions keep it; ``P:room:{room}:bodyorder`` -- list: those ids, oldest
-  first, trimmed to ``2 * MESSAGE_QUEUE_SIZE``
+* ``P:room:{room}:log`` -- sorted set: server message id -> its number in the
+  room log; ``P:room:{room}:bodies`` -- hash: server message id -> "sender
+  (excluded) newline encoded message"; ``P:room:{room}:logseq`` -- the last
+  number given. Each reliable message of the room once, however many sessions
+  keep it, written by the instance it came from before it is published; the
+  last ``2 * MESSAGE_QUEUE_SIZE`` are kept.
+* ``P:session:{sid}`` also holds ``logpos`` (the room log number the session
+  started at, or was caught up to) and ``hwm:{instance}`` (the highest message
+  counter of that instance the session recorded): what a claim needs to tell
+  which logged messages its holder never numbered.
 
 TTLs: a held session's keys live ``PRESENCE_RESUME_WINDOW_SECONDS`` plus the
 dead-instance delay and are renewed by its instance's heartbeat; a detached
 session's keys expire ``PRESENCE_RESUME_WINDOW_SECONDS`` after the detach; a
-room's bodies live as long as a session of the room is held or written. So
-nothing outlives the resume window by more than one heartbeat.
+room's log lives as long as a session of the room is held or the room
+writes. So nothing outlives the resume window by more than the dead-instance
+delay.
 
 Every check-and-write is one Lua script: a journal write is accepted only
 from the connection that holds the session, so a claim by a resume on any

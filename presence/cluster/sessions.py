@@ -322,7 +322,15 @@ class Journal:
         return not after < mark <= upto
 
     async def flush(self) -> bool:
-        """Write everything added so far (one round trip per flush); ``False`` on failure."""
+        """Write everything added so far (one round trip per flush); ``False`` on failure.
+
+        The write runs in a task of its own: the caller (a connection's writer)
+        may be cancelled when its socket drops, and a write cut in half would
+        lose what other sessions had numbered.
+        """
+        return await asyncio.shield(asyncio.ensure_future(self._flush()))
+
+    async def _flush(self) -> bool:
         async with self._lock:
             if not self._pending and not self._logs:
                 self._durable = self._added
