@@ -50,6 +50,10 @@ class PresenceSettings:
     MESSAGE_RATE_WINDOW_SECONDS: float = 1.0
     MESSAGE_RATE_STRIKES: int = 3  # consecutive windows over the limit before 4008
     REDIS_URL: str = ""  # shared registry and rate-limit windows when set
+    # Issue 14: a socket that negotiated nothing is joined once its first frame
+    # says whether it is a legacy GraphWiz-XR client, or after this long; 0 = no
+    # sniffing (only ?protocol=legacy picks the legacy wire).
+    LEGACY_DETECT_SECONDS: float = 0.5
     # --- below the application: frames the server's WebSocket layer handles
     WS_CONTROL_FRAME_LIMIT: int = 30  # pings and pongs per window, then close 4008
     WS_CONTROL_FRAME_WINDOW_SECONDS: float = 10.0
@@ -129,7 +133,12 @@ def build(overrides: dict[str, Any]) -> PresenceSettings:
     return PresenceSettings(**overrides)
 
 
-_MAY_BE_ZERO = {"HEARTBEAT_INTERVAL_MS", "TICK_HZ", "RTT_PROBE_SECONDS"}  # 0 means "off"
+_MAY_BE_ZERO = {
+    "HEARTBEAT_INTERVAL_MS",
+    "TICK_HZ",
+    "RTT_PROBE_SECONDS",
+    "LEGACY_DETECT_SECONDS",
+}  # 0 means "off"
 _UINT32_MAX = 0xFFFFFFFF
 
 

@@ -185,12 +185,15 @@ class EncodedMessage:
     ``proto`` is encoded eagerly; JSON only when a JSON recipient asks for it.
     """
 
-    __slots__ = ("_head", "_json", "proto")
+    __slots__ = ("_head", "_json", "legacy", "proto")
 
     def __init__(self, proto: bytes, json_text: str | None = None) -> None:
         self.proto = proto
         self._json = json_text
         self._head: tuple[int, int] | None = None
+        # Its legacy frames, made on first use by a legacy recipient
+        # (presence.transport.legacy); protobuf recipients never touch it.
+        self.legacy: list[bytes | str] | None = None
 
     @property
     def head(self) -> tuple[int, int]:

@@ -213,3 +213,12 @@ def _is_base64(value: Any) -> bool:
     except (binascii.Error, ValueError):
         return False
     return True
+
+
+def explain_payload(value: dict[str, Any], descriptor: Descriptor, path: str) -> str | None:
+    """The first field of ``value`` that does not fit ``descriptor`` (as explain_json_frame).
+
+    ``path`` prefixes the field names (e.g. ``"type 10 payload"``); ``None``
+    when every field fits.
+    """
+    return _message(value, descriptor, path, 0)

@@ -24,6 +24,7 @@ from presence.protocol.codec import EncodedMessage, Encoding
 from presence.protocol.codes import CloseCode
 from presence.protocol.outbox import Outbox
 from presence.protocol.session import Session
+from presence.transport.legacy import LegacyWire
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +56,7 @@ class Outbound:
     _meter: metrics.ConnectionMeter
     _peer_gone: bool  # a send failed: the socket is gone, nothing more is written
     clock_ms: Callable[[], int]  # stamps Batch frames (the hub's clock once joined)
+    legacy: LegacyWire | None  # a GraphWiz-XR hub-client: its own frames (issue 14)
 
     async def _leave_room(self) -> None:
         raise NotImplementedError
@@ -78,8 +80,8 @@ class Outbound:
 
     def send_rtt_probe(self, ping: EncodedMessage, sent_ms: int) -> bool:
         """Queue the server's RTT probe, a ``Ping`` carrying ``sent_ms`` (never numbered)."""
-        if self.outbox is None or self._close_code is not None:
-            return False
+        if self.outbox is None or self._close_code is not None or self.legacy is not None:
+            return False  # a legacy client has no answer to a Ping
         # A full queue is closed by the next reliable message, never by a probe.
         if not self.outbox.push((ping, 0), reliable=True):
             return False
@@ -153,7 +155,9 @@ class Outbound:
                     await asyncio.sleep(0)
                     if self._peer_gone:
                         return
-                if isinstance(item, TickBatch):
+                if self.legacy is not None:
+                    await self.legacy.send(self, item, track=self.conf.LATENCY_TRACKING_ENABLED)
+                elif isinstance(item, TickBatch):
                     await self._send_batch(item)
                 else:
                     kind = metrics.sent_type(item, track=self.conf.LATENCY_TRACKING_ENABLED)
