@@ -262,6 +262,7 @@ def to_message(frame: LegacyFrame, *, sender_id: str = "") -> pb.Message:
     elif kind == "presence_event" and isinstance(payload.get("data"), dict):
         payload = payload["data"]  # the PresenceEvent shape; the client sends the data itself
     target = getattr(message, kind)
+    target.SetInParent()  # an empty payload is still this message
     if kind == "presence_event":
         target.event_type = pb.UPDATE
         target = target.data

@@ -167,7 +167,8 @@ NUMBERS = sorted(
     name
     for name, value in DEFAULTS.items()
     if type(value) in (int, float)
-    and name not in ("HEARTBEAT_INTERVAL_MS", "TICK_HZ", "RTT_PROBE_SECONDS")
+    and name
+    not in ("HEARTBEAT_INTERVAL_MS", "TICK_HZ", "RTT_PROBE_SECONDS", "LEGACY_DETECT_SECONDS")
 )
 
 
