@@ -131,16 +131,17 @@ def is_legacy_frame(data: bytes | str) -> bool:
     """Does a connection's first frame speak the legacy wire?
 
     Binary: the legacy framing holds (id, timestamp, type) and the rest is a
-    UTF-8 JSON object (or nothing), which no protobuf ``Message`` is in
-    practice. Text: the keep-alive ping ``{"type": 255, ...}``.
+    UTF-8 JSON object, which no protobuf ``Message`` is in practice (an empty
+    payload is valid legacy, but ten zero bytes would be taken for it).
+    Text: the keep-alive ping ``{"type": 255, ...}``.
     """
     if isinstance(data, str):
         return _is_ping_text(data)
     try:
-        parse_frame(data, LegacyLimits(id_bytes=255, json_depth=1 << 30))
+        frame = parse_frame(data, LegacyLimits(id_bytes=255, json_depth=1 << 30))
     except BadFrame:
         return False
-    return True
+    return bool(frame.payload) or data.rstrip().endswith(b"}")
 
 
 def _is_ping_text(text: str) -> bool:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
@@ -19,9 +19,38 @@ from presence.protocol import pb
 from tests.clients import legacy as lg
 from tests.clients.legacy import Frame, LiveLegacyClient
 from tests.clients.live import ClientPool, chat, is_event, pose
-from tests.e2e.conftest import Cluster, Server
+from tests.e2e.conftest import (
+    Cluster,
+    PrivateRedis,
+    Server,
+    running_cluster,
+    server_env,
+    start_server,
+    uvicorn_command,
+)
 
 pytestmark = pytest.mark.e2e
+# The production sniffing window (the suite's default is 10 ms: tests/conftest.py).
+SNIFFING = {"PRESENCE_LEGACY_DETECT_SECONDS": "0.5"}
+
+
+@pytest.fixture(scope="module")
+def cluster(
+    tmp_path_factory: pytest.TempPathFactory, cluster_redis: PrivateRedis
+) -> Iterator[Cluster]:
+    """Two daphne instances on one Redis, sniffing as in production."""
+    tmp = tmp_path_factory.mktemp("legacy-cluster")
+    with running_cluster(tmp, cluster_redis, extra_env=SNIFFING) as started:
+        yield started
+
+
+@pytest.fixture(scope="module")
+def uvicorn_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """uvicorn as ``make run`` serves it, sniffing as in production."""
+    tmp = tmp_path_factory.mktemp("legacy-uvicorn")
+    server = start_server("uvicorn-legacy", tmp, uvicorn_command, {**server_env(tmp), **SNIFFING})
+    yield server
+    server.stop()
 
 
 @contextlib.asynccontextmanager

@@ -22,6 +22,12 @@ pytestmark = [
 PROTO = ["graphwiz.proto.v1"]
 
 
+@pytest.fixture(autouse=True)
+def _production_sniffing(settings, _short_legacy_sniffing) -> None:
+    """The production window: legacy clients speak first, so it costs these tests nothing."""
+    settings.PRESENCE = {**settings.PRESENCE, "LEGACY_DETECT_SECONDS": 0.5}
+
+
 async def legacy_joined(room: str, user: str, name: str) -> CommunicatorLegacyClient:
     """A hub-client as it connects: room_id, user_id, client_id in the URL; hello first."""
     client = CommunicatorLegacyClient(

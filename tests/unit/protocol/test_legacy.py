@@ -211,7 +211,13 @@ def test_error_texts_never_echo_the_clients_values() -> None:
 
 def test_a_legacy_first_frame_is_detected() -> None:
     assert legacy.is_legacy_frame(lg.frame(lg.CLIENT_HELLO, {"displayName": "A"}))
+    assert legacy.is_legacy_frame(lg.frame(lg.CLIENT_HELLO, {}))
     assert legacy.is_legacy_frame('{"type": 255, "payload": null}')
+
+
+def test_a_frame_without_a_json_object_is_not_detected_as_legacy() -> None:
+    assert not legacy.is_legacy_frame(bytes(10))  # valid framing, empty payload
+    assert not legacy.is_legacy_frame(bytes(10) + b"[1]")
 
 
 @pytest.mark.parametrize(
