@@ -168,23 +168,35 @@ class Hub:
     # --- membership -------------------------------------------------------
 
     async def join(
-        self, room_id: str, member: Member, player: Player, *, client_label: str = ""
+        self,
+        room_id: str,
+        member: Member,
+        player: Player,
+        *,
+        client_label: str = "",
+        greet: Callable[[pb.ServerHello], None] | None = None,
     ) -> tuple[pb.ServerHello, list[Broadcast]]:
         """Add ``member`` to the room; return its ``ServerHello`` and the JOIN.
 
         The registry records the connection first and answers with the host
         and the room as every instance sees it. Local members already have
-        the JOIN; the caller queues the hello, then publishes the JOIN to the
-        other processes. Nothing reaches the joiner before its hello: no await
-        lies between registering and returning.
+        the JOIN; the caller publishes it to the other processes. ``greet``
+        queues the hello to the joiner: it is called once the member is
+        registered and before anything else reaches it (what other
+        instances announced while the registry answered follows the hello).
         """
         if self.draining:
             raise Draining
         async with self._room_order(room_id):
-            return await self._join(room_id, member, player, client_label)
+            return await self._join(room_id, member, player, client_label, greet)
 
     async def _join(
-        self, room_id: str, member: Member, player: Player, client_label: str
+        self,
+        room_id: str,
+        member: Member,
+        player: Player,
+        client_label: str,
+        greet: Callable[[pb.ServerHello], None] | None,
     ) -> tuple[pb.ServerHello, list[Broadcast]]:
         await self._subscribe(room_id)
         arrival = Arrival(room_id, self.instance_id, player, client_label, self.now_ms())
@@ -222,6 +234,8 @@ class Hub:
                 snapshot, room.state, for_client=player.client_id, now_ms=now_ms
             ),
         )
+        if greet is not None:
+            greet(hello)
         # What other instances announced while the registry answered may be
         # newer than the snapshot: the joiner hears it after its hello (a LEAVE
         # of someone the snapshot no longer lists is harmless; a missed one

@@ -335,18 +335,23 @@ class PresenceConsumer(Outbound, AsyncConsumer):
             player.avatar_url = hello.avatar_url
             if hello.HasField("avatar_config"):
                 player.avatar_config = hello.avatar_config
-        hello, joined = await self.hub.join(room_id, self, player, client_label=label)
-        self.clock_ms = self.hub.now_ms
+        _, joined = await self.hub.join(
+            room_id, self, player, client_label=label, greet=self._greet
+        )
         self._meter.accepted()
         get_prober().ensure(self.hub)
         watch_accounts(self.hub, identity)
+        logger.debug("client %s joined room %s", self.client_id, room_id)
+        await self.hub.publish(room_id, joined)
+
+    def _greet(self, hello: pb.ServerHello) -> None:
+        """Queue the ``ServerHello``: the first message of the joined connection."""
+        self.clock_ms = self.hub.now_ms
         hello.server_version = SERVER_VERSION
         hello.session_id = uuid.uuid4().hex
         hello.heartbeat_interval_ms = self.conf.HEARTBEAT_INTERVAL_MS
         hello.capabilities.extend(SERVER_CAPABILITIES)
         self._queue(stamp(pb.Message(server_hello=hello), now_ms=self.hub.now_ms()))
-        logger.debug("client %s joined room %s", self.client_id, room_id)
-        await self.hub.publish(room_id, joined)
 
     async def _accept(self, subprotocol: str | None) -> None:
         await self.base_send({"type": "websocket.accept", "subprotocol": subprotocol})
