@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 
 import pytest
@@ -52,20 +53,12 @@ def nested(depth: int) -> object:
     return value
 
 
-def is_leave_of(client_id: str) -> object:
-    return lambda f: (
-        f.type == lg.PRESENCE_JOIN
-        and f.payload["clientId"] == client_id
-        and f.payload["eventType"] == 1
-    )
-
-
 async def test_hello_is_a_text_frame_with_the_server_assigned_id() -> None:
     alice = await legacy_joined("hall", "alice", "Alice")
     assert alice.hello["room_id"] == "hall"
     assert alice.hello["client_id"].startswith("c")
     assert isinstance(alice.hello["timestamp"], int)
-    assert abs(alice.hello["timestamp"] - __import__("time").time()) < 60  # seconds, not ms
+    assert abs(alice.hello["timestamp"] - time.time()) < 60  # seconds, not ms
     await alice.close()
 
 
@@ -307,3 +300,27 @@ async def test_bare_user_id_outside_development_mode_without_hello_token_is_refu
     assert code == CloseCode.UNAUTHORIZED
     [error] = frames
     assert error.type == lg.ERROR and "development mode is off" in error.payload["message"]
+
+
+async def test_a_refused_legacy_client_reads_why_in_its_own_framing() -> None:
+    """The origin policy applies; the refusal waits for the first frame, so it is legacy."""
+    path = "/ws/hall?room_id=hall&user_id=alice"
+    alice = CommunicatorLegacyClient(path)
+    alice.communicator.scope["headers"] = [(b"origin", b"https://evil.example")]
+    await alice.open()
+    await alice.send(lg.CLIENT_HELLO, {"displayName": "Alice"})
+    code, frames = await alice.expect_close()
+    assert code == CloseCode.FORBIDDEN
+    [error] = frames
+    assert error.type == lg.ERROR and error.payload["code"] == ErrorCode.FORBIDDEN
+    assert "not allowed" in error.payload["message"]
+
+
+async def test_message_rate_limit_applies_to_legacy_members(settings) -> None:
+    settings.PRESENCE = {**settings.PRESENCE, "MESSAGE_RATE_LIMIT": 3}
+    alice = await legacy_joined("hall", "alice", "Alice")  # the hello is the first message
+    for x in range(3):
+        await alice.move(float(x))
+    error = await alice.recv_type(lg.ERROR)
+    assert error.payload["code"] == ErrorCode.RATE_LIMITED and error.payload["retryAfterMs"] > 0
+    await alice.close()
