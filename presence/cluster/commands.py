@@ -71,7 +71,9 @@ async def run_command(hub: Hub, room_id: str, command: dict[str, Any]) -> dict[s
             await _adopt_server_entities(hub, room_id)
             if room_id not in hub.rooms:
                 return ABSENT
-            return await _entity(hub, room_id, kind, command)
+            answer = await _entity(hub, room_id, kind, command)
+            await hub.publisher.drained()  # in the registry when the caller reads it back
+            return answer
         return refused(ErrorCode.BAD_MESSAGE, f"unknown command {kind!r}")
     except (BackendUnavailable, RegistryUnavailable):
         return refused(ErrorCode.UNAVAILABLE, "backend unavailable")

@@ -144,15 +144,22 @@ get_recent_chat = per_event_loop(_from_settings)
 
 
 async def chat_recorded(
-    store: RecentChat, room_id: str, chat: pb.ChatMessage, sender_name: str
+    store: RecentChat, room_id: str, chat: pb.ChatMessage, sender_name: str, *, now: bool = False
 ) -> None:
-    """A chat line was stored: keep it for joiners and queue the ``chat_message`` signal."""
+    """A chat line was stored: keep it for joiners and signal ``chat_message``.
+
+    The signal is queued (the hot path), or with ``now`` sent before this
+    returns (an API call, whose event loop may end right after it).
+    """
     await store.push(room_id, chat)
-    signals.emit(
-        "chat_message",
-        room_id=room_id,
-        from_client_id=chat.from_client_id,
-        sender_name=sender_name,
-        text=chat.message,
-        timestamp=chat.timestamp,
-    )
+    event = {
+        "room_id": room_id,
+        "from_client_id": chat.from_client_id,
+        "sender_name": sender_name,
+        "text": chat.message,
+        "timestamp": chat.timestamp,
+    }
+    if now:
+        await signals.get_dispatcher().send("chat_message", **event)
+    else:
+        signals.emit("chat_message", **event)
