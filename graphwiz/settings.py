@@ -44,6 +44,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django_prometheus",
     "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI's files, served from here (no CDN)
     "channels",
     "presence",
 ]
@@ -218,6 +220,7 @@ DAPHNE_WEBSOCKET_MAX_FRAME_SIZE = 64 * 1024
 
 # --- Tokens for the WebSocket handshake: POST /api/token/ (simplejwt).
 REST_FRAMEWORK = {
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework_simplejwt.authentication.JWTAuthentication",
         "rest_framework.authentication.SessionAuthentication",
@@ -245,6 +248,20 @@ CACHES = {
         if REDIS_URL
         else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "throttle"}
     ),
+}
+# GET /api/schema/ (OpenAPI 3) and /api/docs/ (Swagger UI): presence/web/api/urls.py.
+SPECTACULAR_SETTINGS = {
+    "TITLE": "GraphWiz presence API",
+    "DESCRIPTION": (
+        "Rooms, chat history, announcements and moderation (README, 'HTTP API'). "
+        "Authenticate with a session or 'Authorization: Bearer <access token>' from "
+        "POST /api/token/."
+    ),
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 SIMPLE_JWT = {
     "ACCESS_TOKEN_LIFETIME": timedelta(
