@@ -22,11 +22,17 @@ from typing import Any, ClassVar
 
 from asgiref.sync import async_to_sync
 from django.db.models import QuerySet
-from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    extend_schema,
+    extend_schema_field,
+    inline_serializer,
+)
 from rest_framework import serializers, status
 from rest_framework.exceptions import APIException
 from rest_framework.generics import ListAPIView
 from rest_framework.pagination import CursorPagination
+from rest_framework.parsers import JSONParser
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -148,21 +154,42 @@ class ChatHistorySerializer(serializers.ModelSerializer[ChatMessage]):
 
 # The request bodies: limits as the clients' (presence.protocol.validation);
 # presence.rooms checks the rest (control characters, blank text) and says so.
+# The schema states those rules as patterns where a pattern can (no C0/C1
+# control characters but tab and newlines; names of plain characters).
+_CONTROLS = "\\x00-\\x08\\x0B\\x0C\\x0E-\\x1F\\x7F-\\x9F"
+FREE_TEXT_PATTERN = f"^[^{_CONTROLS}]*$"
+CHAT_TEXT_PATTERN = f"^[^{_CONTROLS}]*[^\\s{_CONTROLS}][^{_CONTROLS}]*$"
+CLIENT_ID_PATTERN = r"^[A-Za-z0-9._:-]+$"
+# Any printable name is accepted but a client id or "server"; the schema names
+# a subset that can never be one (a capital first).
+SENDER_PATTERN = r"^[A-Z][A-Za-z0-9 ._'-]*$"
+
+
+def _documented(pattern: str, max_length: int, **field: Any) -> serializers.CharField:
+    """A text field whose schema carries ``pattern``; the check itself is presence.rooms'."""
+
+    @extend_schema_field({"type": "string", "pattern": pattern, "maxLength": max_length})
+    class Documented(serializers.CharField):
+        pass
+
+    return Documented(max_length=max_length, trim_whitespace=False, **field)
+
+
 class AnnouncementSerializer(serializers.Serializer[Any]):
-    text = serializers.CharField(max_length=_LIMITS.chat_chars, trim_whitespace=False)
-    sender = serializers.CharField(
-        max_length=rooms.MAX_SENDER_CHARS,
+    text = _documented(CHAT_TEXT_PATTERN, _LIMITS.chat_chars)
+    sender = _documented(
+        SENDER_PATTERN,
+        rooms.MAX_SENDER_CHARS,
         required=False,
         default=rooms.SYSTEM_SENDER,
-        trim_whitespace=False,
         help_text='Stamped as from_client_id; "system" when left out.',
     )
 
 
 class KickSerializer(serializers.Serializer[Any]):
-    client_id = serializers.CharField(max_length=_LIMITS.identifier)
-    reason = serializers.CharField(
-        max_length=_LIMITS.reason, required=False, default="", allow_blank=True
+    client_id = _documented(CLIENT_ID_PATTERN, _LIMITS.identifier)
+    reason = _documented(
+        FREE_TEXT_PATTERN, _LIMITS.reason, required=False, default="", allow_blank=True
     )
     ban_seconds = serializers.IntegerField(
         min_value=0, max_value=rooms.MAX_BAN_SECONDS, required=False, default=0
@@ -170,20 +197,27 @@ class KickSerializer(serializers.Serializer[Any]):
 
 
 class MuteSerializer(serializers.Serializer[Any]):
-    client_id = serializers.CharField(max_length=_LIMITS.identifier)
+    client_id = _documented(CLIENT_ID_PATTERN, _LIMITS.identifier)
     muted = serializers.BooleanField(required=False, default=True)
-    reason = serializers.CharField(
-        max_length=_LIMITS.reason, required=False, default="", allow_blank=True
+    reason = _documented(
+        FREE_TEXT_PATTERN, _LIMITS.reason, required=False, default="", allow_blank=True
     )
 
 
 class LockSerializer(serializers.Serializer[Any]):
     locked = serializers.BooleanField(required=False, default=True)
-    reason = serializers.CharField(
-        max_length=_LIMITS.reason, required=False, default="", allow_blank=True
+    reason = _documented(
+        FREE_TEXT_PATTERN, _LIMITS.reason, required=False, default="", allow_blank=True
     )
 
 
+ROOM_ID_PARAMETER = OpenApiParameter(
+    "room_id",
+    str,
+    OpenApiParameter.PATH,
+    pattern=r"^[A-Za-z0-9._-]{1,64}$",
+    description="1-64 characters of letters, digits, '.', '_' and '-' (else 400).",
+)
 DoneSerializer = inline_serializer(
     "Done", {"room_id": serializers.CharField(), "action": serializers.CharField()}
 )
@@ -206,6 +240,7 @@ def _valid(serializer_class: type[serializers.Serializer[Any]], data: Any) -> di
 
 class _RoomView(APIView):
     permission_classes = (RoomPermission,)
+    parser_classes = (JSONParser,)
     required_permission: ClassVar[str] = "presence.view_room"
 
 
@@ -222,7 +257,10 @@ class RoomListView(_RoomView):
 class RoomDetailView(_RoomView):
     """One room now."""
 
-    @extend_schema(responses={200: RoomSerializer, **_ERRORS})
+    @extend_schema(
+        parameters=[ROOM_ID_PARAMETER],
+        responses={200: RoomSerializer, **_ERRORS},
+    )
     def get(self, request: Request, room_id: str) -> Response:
         """Members, entities, counters and lock of the room (``presence.view_room``)."""
         return Response(asdict(_call(rooms.aroom_state, room_id)))
@@ -254,12 +292,13 @@ class ChatHistoryView(ListAPIView[ChatMessage]):
 
     @extend_schema(
         parameters=[
+            ROOM_ID_PARAMETER,
             OpenApiParameter(
                 "page_size",
                 int,
                 description=f"Lines per page, {CHAT_PAGE_SIZE} by default, at most "
                 f"{CHAT_PAGE_SIZE_MAX}.",
-            )
+            ),
         ],
         responses={200: ChatHistorySerializer(many=True), **_ERRORS},
     )
@@ -273,7 +312,11 @@ class AnnounceView(_RoomView):
 
     required_permission = "presence.announce"
 
-    @extend_schema(request=AnnouncementSerializer, responses={201: ChatLineSerializer, **_ERRORS})
+    @extend_schema(
+        parameters=[ROOM_ID_PARAMETER],
+        request=AnnouncementSerializer,
+        responses={201: ChatLineSerializer, **_ERRORS},
+    )
     def post(self, request: Request, room_id: str) -> Response:
         """Post ``text`` as ``sender``, stored even with nobody there (``presence.announce``)."""
         data = _valid(AnnouncementSerializer, request.data)
@@ -291,7 +334,11 @@ class _ModerateView(_RoomView):
 class KickView(_ModerateView):
     """Kick a member (``presence.moderate_room``)."""
 
-    @extend_schema(request=KickSerializer, responses={200: DoneSerializer, **_ERRORS})
+    @extend_schema(
+        parameters=[ROOM_ID_PARAMETER],
+        request=KickSerializer,
+        responses={200: DoneSerializer, **_ERRORS},
+    )
     def post(self, request: Request, room_id: str) -> Response:
         """Close the member with 4403; ``ban_seconds`` keeps its user out that long."""
         data = _valid(KickSerializer, request.data)
@@ -309,7 +356,11 @@ class KickView(_ModerateView):
 class MuteView(_ModerateView):
     """Mute or unmute a member (``presence.moderate_room``)."""
 
-    @extend_schema(request=MuteSerializer, responses={200: DoneSerializer, **_ERRORS})
+    @extend_schema(
+        parameters=[ROOM_ID_PARAMETER],
+        request=MuteSerializer,
+        responses={200: DoneSerializer, **_ERRORS},
+    )
     def post(self, request: Request, room_id: str) -> Response:
         """Drop the member's chat and voice (``muted: false`` lifts it)."""
         data = _valid(MuteSerializer, request.data)
@@ -327,7 +378,11 @@ class MuteView(_ModerateView):
 class LockView(_ModerateView):
     """Lock or unlock the room (``presence.moderate_room``)."""
 
-    @extend_schema(request=LockSerializer, responses={200: DoneSerializer, **_ERRORS})
+    @extend_schema(
+        parameters=[ROOM_ID_PARAMETER],
+        request=LockSerializer,
+        responses={200: DoneSerializer, **_ERRORS},
+    )
     def post(self, request: Request, room_id: str) -> Response:
         """Refuse new joiners with 4423 (``locked: false`` lets them in again)."""
         data = _valid(LockSerializer, request.data)
