@@ -8,15 +8,12 @@ permission; authentication failures are covered by test_rooms_http.py.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import schemathesis
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
-from django.core.signals import request_finished, request_started
-from django.db import close_old_connections
 from django.test import Client
 from hypothesis import HealthCheck, given, settings
 from rest_framework_simplejwt.tokens import AccessToken
@@ -39,24 +36,18 @@ OPERATIONS = [
 
 
 @pytest.fixture
-def api_schema(settings: Any, db: None) -> Iterator[Any]:
-    """The schema, loaded from the app; requests run inside the test's transaction.
+def api_schema(settings: Any, transactional_db: None) -> Any:
+    """The schema, loaded from the app (WSGI, in this thread).
 
-    Like Django's test client, the connection is kept open across requests
-    (a WSGI request would otherwise close the test's connection).
+    Transactional: the views' database calls close connections that sit in an
+    open transaction (channels' database_sync_to_async), as a test case's would.
     """
     settings.DEBUG = False
-    request_started.disconnect(close_old_connections)
-    request_finished.disconnect(close_old_connections)
-    try:
-        yield schemathesis.openapi.from_wsgi("/api/schema/", application)
-    finally:
-        request_started.connect(close_old_connections)
-        request_finished.connect(close_old_connections)
+    return schemathesis.openapi.from_wsgi("/api/schema/", application)
 
 
 @pytest.fixture
-def token(db: None) -> str:
+def token(transactional_db: None) -> str:
     user = get_user_model().objects.create_user("operator")
     codenames = ("view_room", "announce", "moderate_room")
     user.user_permissions.add(*Permission.objects.filter(codename__in=codenames))
@@ -93,7 +84,7 @@ def test_the_property_test_covers_every_room_operation(api_schema: Any) -> None:
     assert listed == set(OPERATIONS)
 
 
-def test_the_schema_and_its_browsable_page_are_served(db: None) -> None:
+def test_the_schema_and_its_browsable_page_are_served(transactional_db: None) -> None:
     client = Client()
     schema_response = client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json")
     assert schema_response.status_code == 200
