@@ -10,7 +10,9 @@ Keys, under ``P = REDIS_CHANNEL_PREFIX``:
   client_label, connected_at (ms), player (a ``PlayerSnapshot`` with the last
   synced pose), muted (``1`` once a moderator muted it, ``0`` after an unmute);
   its TTL is a lease its instance renews with every heartbeat
-* ``P:room:{room}:entities:{owner}`` -- hash: entity id -> ``EntitySnapshot``
+* ``P:room:{room}:entities:{owner}`` -- hash: entity id -> ``EntitySnapshot``;
+  owner ``server`` (:data:`~presence.cluster.registry.SERVER_OWNER`) holds the
+  server's entities, deleted with the room's other keys when it empties
 * ``P:room:{room}:host`` -- the host's client id; ``P:room:{room}:seq`` -- join counter
 * ``P:room:{room}:counters`` -- hash: messages (client messages handled, all instances)
 
