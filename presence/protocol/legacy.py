@@ -372,7 +372,8 @@ def pong_text(message: pb.Message) -> str:
 
 
 def world_frames(message: pb.Message) -> list[bytes]:
-    """What a late joiner gets after its hello: each member's 42, each entity's 20 (and pose)."""
+    """What a late joiner gets after its hello: each member's 42, each entity's 20 (and
+    pose), then the room's recent chat as 30s."""
     state = message.server_hello.initial_state
     now = message.timestamp
     frames = []
@@ -404,7 +405,15 @@ def world_frames(message: pb.Message) -> list[bytes]:
             frames.append(
                 build_frame(entity.owner_id, now, LegacyType.POSITION_UPDATE, _dict(pose))
             )
+    for line in state.recent_chat:  # the room's recent chat, oldest first
+        frames.append(build_frame(line.from_client_id, now, LegacyType.CHAT_MESSAGE, _chat(line)))
     return frames
+
+
+def _chat(chat: pb.ChatMessage) -> dict[str, Any]:
+    payload = _dict(chat)
+    payload["timestamp"] = chat.timestamp  # a number, as the client sent it
+    return payload
 
 
 def _spawn(spawn: pb.EntitySpawn) -> dict[str, Any]:
@@ -454,9 +463,7 @@ def frames_of(message: pb.Message) -> list[bytes | str]:
         }
         return [build_frame(sender, now, LegacyType.ENTITY_UPDATE, payload)]
     if kind == "chat_message":
-        payload = _dict(message.chat_message)
-        payload["timestamp"] = message.chat_message.timestamp  # a number, as the client sent it
-        return [build_frame(sender, now, LegacyType.CHAT_MESSAGE, payload)]
+        return [build_frame(sender, now, LegacyType.CHAT_MESSAGE, _chat(message.chat_message))]
     simple = _SIMPLE.get(kind or "")
     if simple is not None:
         return [build_frame(sender, now, simple, _dict(getattr(message, kind or "")))]

@@ -30,6 +30,7 @@ from presence.auth import AuthRefused, Identity, authenticate_token
 from presence.cluster.account_watch import watch_accounts
 from presence.cluster.hub import BackendUnavailable, Draining, Hub
 from presence.cluster.instance import get_hub
+from presence.cluster.recent_chat import chat_recorded
 from presence.conf import presence_settings
 from presence.protocol import SERVER_VERSION
 from presence.protocol import core_pb2 as pb
@@ -329,7 +330,7 @@ class PresenceConsumer(Outbound, AsyncConsumer):
             client_id=self.client_id,
             user_id=identity.user_id,
             display_name=display_name,
-            staff=identity.staff,
+            moderator=identity.moderator,
         )
         if hello is not None:  # the avatar a joining hello brings
             player.avatar_url = hello.avatar_url
@@ -456,11 +457,14 @@ class PresenceConsumer(Outbound, AsyncConsumer):
             await moderation.record(
                 self.room_id, outcome.moderation, actor_user_id=self.identity.django_user_id
             )
+            moderation.signal(
+                self.room_id, outcome.moderation, actor_user_id=self.identity.django_user_id
+            )
         await self.hub.publish(self.room_id, outcome.broadcasts, moderation=outcome.moderation)
         if self.conf.LATENCY_TRACKING_ENABLED:
             metrics.observe_processing(time.perf_counter() - started)
         if outcome.chat_text is not None:
-            await self._store_chat(outcome.chat_text)
+            await self._store_chat(result.message.chat_message)
         for reply in outcome.replies:  # an Ack goes out once the message is stored
             if reply.type == pb.ERROR:
                 metrics.count_message_error(reply.error.code)
@@ -471,16 +475,19 @@ class PresenceConsumer(Outbound, AsyncConsumer):
             return legacy_wire.HELLO_FIRST
         return "send a ClientHello with auth_token first"
 
-    async def _store_chat(self, text: str) -> None:
+    async def _store_chat(self, chat: pb.ChatMessage) -> None:
+        """Store the line (database, then the room's recent chat) before it is acknowledged."""
         assert self.hub is not None
         player = self.hub.rooms[self.room_id].state.players.get(self.client_id)
         await get_history().flush()  # the sender's session row exists before its chat
+        sender_name = player.display_name if player else ""
         await database_sync_to_async(services.chat_message_store)(
             room_id=self.room_id,
             sender_client_id=self.client_id,
-            sender_name=player.display_name if player else "",
-            text=text,
+            sender_name=sender_name,
+            text=chat.message,
         )
+        await chat_recorded(self.hub.recent_chat, self.room_id, chat, sender_name)
 
     async def websocket_disconnect(self, event: dict[str, Any]) -> None:
         """The socket closed: leave the room and close the history row."""
@@ -508,13 +515,13 @@ class PresenceConsumer(Outbound, AsyncConsumer):
 
     # --- teardown -------------------------------------------------------------
 
-    async def _leave_room(self) -> None:
+    async def _leave_room(self, close_code: int) -> None:
         hub, self.hub = self.hub, None
         if hub is not None and self.room_id:
             try:
                 # Shielded: the writer (which leaves after a server close) may be
                 # cancelled by the disconnect; the leave must still finish.
-                await asyncio.shield(hub.leave(self.room_id, self))
+                await asyncio.shield(hub.leave(self.room_id, self, close_code=close_code))
             except BackendUnavailable:
                 logger.warning("could not announce %s leaving to other instances", self.client_id)
 
@@ -530,7 +537,7 @@ class PresenceConsumer(Outbound, AsyncConsumer):
         for timer in self._timers:
             timer.cancel()
         try:
-            await self._leave_room()
+            await self._leave_room(close_code)
         finally:
             if self._writer is not None and not self._writer.done():
                 self._writer.cancel()

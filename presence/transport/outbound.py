@@ -58,7 +58,7 @@ class Outbound:
     clock_ms: Callable[[], int]  # stamps Batch frames (the hub's clock once joined)
     legacy: LegacyWire | None  # a GraphWiz-XR hub-client: its own frames (issue 14)
 
-    async def _leave_room(self) -> None:
+    async def _leave_room(self, close_code: int) -> None:
         raise NotImplementedError
 
     def deliver_reliable(self, encoded: EncodedMessage) -> None:
@@ -165,7 +165,7 @@ class Outbound:
             if self._close_code is not None:
                 await self._send_event({"type": "websocket.close", "code": int(self._close_code)})
                 self._meter.closed(self._close_code)
-                await self._leave_room()
+                await self._leave_room(self._close_code)
                 return
 
     async def _send_batch(self, batch: TickBatch) -> None:

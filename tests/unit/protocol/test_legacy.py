@@ -298,10 +298,13 @@ def test_server_hello_is_text_then_the_world_for_a_late_joiner() -> None:
             )
         ],
     )
+    state.recent_chat.add(from_client_id="c-a", message="earlier", timestamp=5)
     hello = pb.ServerHello(
         assigned_client_id="c-me", room_id="hall", server_version="v", initial_state=state
     )
-    text, update, spawn, pose = rendered(stamped(pb.Message(server_hello=hello), sender=""))
+    text, update, spawn, pose, chat = rendered(stamped(pb.Message(server_hello=hello), sender=""))
+    assert (chat.type, chat.frame_id, chat.payload["message"]) == (30, "c-a", "earlier")
+    assert chat.payload["timestamp"] == 5
     assert text.text == {
         "type": "SERVER_HELLO",
         "room_id": "hall",
