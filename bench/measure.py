@@ -201,7 +201,10 @@ class TargetRun:
         row["host_busy_before_pct"] = self._wait_host_quiet()
         self.log(f"{sweep:<8} {label:<16} connecting {rooms * members} clients …")
         legacy = sweep in report.LEGACY_SWEEPS
-        connected = self.connect(self.clients(plan.tag(), rooms, members), legacy=legacy)
+        clients = self.clients(plan.tag(), rooms, members)
+        if legacy:  # connect as the hub-client does: the room in the query too
+            clients = [hub_client_shaped(spec) for spec in clients]
+        connected = self.connect(clients, legacy=legacy)
         row["connect_s"] = connected["seconds"]
         # No try/finally: after an error or Ctrl-C the runner renews or stops the
         # workers and stops the server, which ends these connections anyway.
@@ -317,6 +320,13 @@ def room_clients(tag: str, rooms: int, members: int, ports: Sequence[int]) -> li
         )
         for n in range(rooms * members)
     ]
+
+
+def hub_client_shaped(spec: ClientSpec) -> ClientSpec:
+    """``spec`` with the GraphWiz-XR hub-client's ``room_id`` query parameter added."""
+    number, port, path, user = spec
+    room = path.split("?", 1)[0].rsplit("/", 1)[-1]
+    return (number, port, f"{path}&room_id={room}", user)
 
 
 def shortfall(row: dict[str, Any], p99_limit_ms: float) -> str | None:

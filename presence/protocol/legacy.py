@@ -35,6 +35,11 @@ from presence.protocol.errors import BadFrame
 from presence.protocol.jsonshape import explain_payload, quoted
 
 PROTOCOL_PARAM = "protocol"  # ?protocol=legacy picks the legacy wire explicitly
+# The GraphWiz-XR hub-client puts the room in the query too (room_id, user_id,
+# client_id); PROTOCOL.md has no such parameter. Only a handshake that carries
+# it has its first frame sniffed: every other client gets its ServerHello at
+# once, as PROTOCOL.md section 4 promises ("the server speaks first").
+HUB_CLIENT_PARAM = "room_id"
 LEGACY = "legacy"
 OUR_SUBPROTOCOLS = "graphwiz."
 _HEAD = struct.Struct(">QB")  # timestamp (ms) and type, after the id
@@ -101,7 +106,7 @@ class Wire(Enum):
 
     PROTOCOL = "protocol"  # a graphwiz.* subprotocol or format=: PROTOCOL.md as is
     LEGACY = "legacy"  # protocol=legacy
-    SNIFF = "sniff"  # nothing said: the first client frame decides
+    SNIFF = "sniff"  # hub-client-shaped, nothing negotiated: the first client frame decides
 
 
 class WireRefused(ValueError):
@@ -122,7 +127,7 @@ def choose_wire(subprotocols: Sequence[str], query: Mapping[str, str]) -> Wire:
                 "protocol=legacy and a graphwiz.* subprotocol exclude each other: use one"
             )
         return Wire.LEGACY
-    if ours or "format" in query:
+    if ours or "format" in query or HUB_CLIENT_PARAM not in query:
         return Wire.PROTOCOL
     return Wire.SNIFF
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
@@ -21,12 +22,6 @@ pytestmark = [
     pytest.mark.usefixtures("channel_layer_kind"),
 ]
 PROTO = ["graphwiz.proto.v1"]
-
-
-@pytest.fixture(autouse=True)
-def _production_sniffing(settings, _short_legacy_sniffing) -> None:
-    """The production window: legacy clients speak first, so it costs these tests nothing."""
-    settings.PRESENCE = {**settings.PRESENCE, "LEGACY_DETECT_SECONDS": 0.5}
 
 
 async def legacy_joined(room: str, user: str, name: str) -> CommunicatorLegacyClient:
@@ -247,11 +242,23 @@ async def test_bad_protocol_parameter_is_refused_4400() -> None:
 
 
 async def test_protobuf_client_that_waits_gets_its_hello_after_the_sniff_deadline(settings) -> None:
+    # A hub-client-shaped handshake (room_id in the query) that then waits.
     settings.PRESENCE = {**settings.PRESENCE, "LEGACY_DETECT_SECONDS": 0.05}
-    pat = ProtocolClient("/ws/hall?user_id=pat")  # negotiates nothing, sends nothing
+    pat = ProtocolClient("/ws/hall?room_id=hall&user_id=pat")
     hello = await pat.join()
     assert hello.assigned_client_id
     assert (await pat.ping(7)).pong.client_time_ms == 7
+    await pat.close()
+
+
+async def test_a_protobuf_client_that_negotiates_nothing_gets_its_hello_at_once(settings) -> None:
+    # PROTOCOL.md section 4: the server speaks first. A long sniffing window
+    # must not delay a client that is not shaped like the hub-client.
+    settings.PRESENCE = {**settings.PRESENCE, "LEGACY_DETECT_SECONDS": 30.0}
+    pat = ProtocolClient("/ws/hall?user_id=pat")
+    async with asyncio.timeout(5):
+        hello = await pat.join()
+    assert hello.assigned_client_id
     await pat.close()
 
 

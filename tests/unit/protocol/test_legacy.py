@@ -237,8 +237,12 @@ def test_protobuf_and_json_first_frames_are_not_legacy(message: pb.Message) -> N
 @pytest.mark.parametrize(
     ("subprotocols", "query", "wire"),
     [
-        ([], {}, Wire.SNIFF),
-        (["chat"], {"user_id": "a"}, Wire.SNIFF),
+        ([], {}, Wire.PROTOCOL),  # the server speaks first (PROTOCOL.md section 4)
+        (["chat"], {"user_id": "a"}, Wire.PROTOCOL),
+        ([], {"room_id": "r", "user_id": "a", "client_id": "c"}, Wire.SNIFF),  # the hub-client
+        (["chat"], {"room_id": "r"}, Wire.SNIFF),
+        (["graphwiz.proto.v1"], {"room_id": "r"}, Wire.PROTOCOL),
+        ([], {"room_id": "r", "format": "json"}, Wire.PROTOCOL),
         (["graphwiz.proto.v1"], {}, Wire.PROTOCOL),
         (["graphwiz.json.v1"], {}, Wire.PROTOCOL),
         (["graphwiz.v9"], {}, Wire.PROTOCOL),  # refused later by the negotiation, as before
