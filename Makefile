@@ -38,7 +38,8 @@ migrate: install-runtime
 # endless fragments, oversized handshakes: presence/transport/uvicorn_ws.py).
 # daphne gets the same guard from graphwiz/asgi.py (presence/transport/daphne_ws.py).
 # --http: uvicorn's h11 protocol with a 10 s deadline for a request head, so a
-# silent or half-sent request cannot hold a socket (presence/transport/uvicorn_http.py).
+# silent or half-sent request cannot hold a socket (presence/transport/uvicorn_http.py;
+# daphne: presence/transport/daphne_http.py, also installed from graphwiz/asgi.py).
 UVICORN_WS := --http presence.transport.uvicorn_http:GuardedH11Protocol --ws presence.transport.uvicorn_ws:GuardedWebSocketProtocol --ws-max-size 65536 --ws-per-message-deflate false --no-proxy-headers
 
 run: migrate  ## serve HTTP + WebSocket with uvicorn on $(HOST):$(PORT)

@@ -24,6 +24,9 @@ from graphwiz.envparse import (
     env_secret_key,
 )
 
+# The one place the default lives; a module without Django imports.
+from presence.transport.http_head import HEAD_TIMEOUT_SECONDS
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 ENV = os.environ
 
@@ -184,6 +187,9 @@ PRESENCE = {
         ENV, "PRESENCE_WS_CONTROL_FRAME_WINDOW_SECONDS", 10.0, minimum=0.001
     ),
     "WS_MAX_FRAGMENTS": env_int(ENV, "PRESENCE_WS_MAX_FRAGMENTS", 128, minimum=1),
+    "HTTP_HEAD_TIMEOUT_SECONDS": env_float(
+        ENV, "PRESENCE_HTTP_HEAD_TIMEOUT_SECONDS", HEAD_TIMEOUT_SECONDS, minimum=0.001
+    ),
     "REGISTRY_LEASE_SECONDS": env_float(
         ENV, "PRESENCE_REGISTRY_LEASE_SECONDS", 15.0, minimum=0.001
     ),

@@ -19,6 +19,7 @@ from django.dispatch import receiver
 
 from presence.protocol.frameguard import FrameLimits
 from presence.protocol.validation import FieldLimits
+from presence.transport.http_head import HEAD_TIMEOUT_SECONDS
 from presence.transport.ratelimits import trusted_networks
 
 
@@ -58,6 +59,8 @@ class PresenceSettings:
     WS_CONTROL_FRAME_LIMIT: int = 30  # pings and pongs per window, then close 4008
     WS_CONTROL_FRAME_WINDOW_SECONDS: float = 10.0
     WS_MAX_FRAGMENTS: int = 128  # frames of one message, then close 1009
+    # ... and the HTTP layer: a request head not whole in time is answered 408
+    HTTP_HEAD_TIMEOUT_SECONDS: float = HEAD_TIMEOUT_SECONDS
     # --- many instances on one Redis (README "Scaling out")
     REGISTRY_LEASE_SECONDS: float = 15.0  # an instance silent this long is swept
     REGISTRY_HEARTBEAT_SECONDS: float = 5.0  # heartbeat and sweep period

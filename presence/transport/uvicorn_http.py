@@ -9,10 +9,11 @@ keep-alive one, armed after a response and cancelled by any byte. One address
 could hold every file descriptor of the process (slowloris); the WebSocket
 handshake never reaches the per-IP attempt limit, which counts in the app.
 
-This subclass gives every request head :attr:`GuardedH11Protocol.head_timeout`
-seconds (10) from the connection, or from the previous response, to arrive
-complete; a client that takes longer is answered ``408 Request Timeout`` and
-closed. Everything else is uvicorn's.
+This subclass gives every request head ``PRESENCE["HTTP_HEAD_TIMEOUT_SECONDS"]``
+seconds (10; ``presence/transport/http_head.py``, shared with daphne's guard)
+from the connection, or from the previous response, to arrive complete; a
+client that takes longer is answered ``408 Request Timeout`` and closed.
+Everything else is uvicorn's.
 """
 
 from __future__ import annotations
@@ -22,18 +23,15 @@ import asyncio
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-HEAD_TIMEOUT_SECONDS = 10.0
-_TIMEOUT_TEXT = b"request head not complete in time: send the whole request head at once\n"
-REQUEST_TIMEOUT = (
-    b"HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain; charset=utf-8\r\n"
-    b"connection: close\r\ncontent-length: %d\r\n\r\n%s" % (len(_TIMEOUT_TEXT), _TIMEOUT_TEXT)
-)
+# Imported by uvicorn before the application configures Django: nothing here
+# reads a setting until a connection arrives.
+from presence.conf import presence_settings
+from presence.transport.http_head import REQUEST_TIMEOUT
 
 
 class GuardedH11Protocol(H11Protocol):
-    """uvicorn's h11 protocol; a request head must arrive within ``head_timeout`` seconds."""
+    """uvicorn's h11 protocol; a request head must arrive within ``HTTP_HEAD_TIMEOUT_SECONDS``."""
 
-    head_timeout = HEAD_TIMEOUT_SECONDS
     _head_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -54,7 +52,8 @@ class GuardedH11Protocol(H11Protocol):
 
     def _arm_head_timer(self) -> None:
         self._cancel_head_timer()
-        self._head_timer = self.loop.call_later(self.head_timeout, self._head_timed_out)
+        deadline = presence_settings().HTTP_HEAD_TIMEOUT_SECONDS
+        self._head_timer = self.loop.call_later(deadline, self._head_timed_out)
 
     def _cancel_head_timer(self) -> None:
         if self._head_timer is not None:

@@ -1,7 +1,8 @@
 """A request head must arrive complete within a deadline (presence/transport/uvicorn_http.py).
 
 A real uvicorn server in the test's event loop, with the project's HTTP and
-WebSocket protocol classes, the deadline cut to a fraction of a second.
+WebSocket protocol classes, the deadline cut to a fraction of a second
+(``PRESENCE["HTTP_HEAD_TIMEOUT_SECONDS"]``).
 Before the guard, uvicorn held a silent socket, or one that sent half a
 request head, for ever (40 s measured and counting).
 """
@@ -24,10 +25,6 @@ from presence.transport.uvicorn_ws import GuardedWebSocketProtocol
 DEADLINE = 0.3
 
 
-class QuickDeadline(GuardedH11Protocol):
-    head_timeout = DEADLINE
-
-
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     if scope["type"] == "lifespan":
         while (await receive())["type"] != "lifespan.shutdown":
@@ -43,13 +40,14 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
 
 
 @pytest.fixture
-async def port() -> AsyncIterator[int]:
+async def port(settings: Any) -> AsyncIterator[int]:
+    settings.PRESENCE = {**settings.PRESENCE, "HTTP_HEAD_TIMEOUT_SECONDS": DEADLINE}
     chosen = free_port()
     config = uvicorn.Config(
         app,
         host="127.0.0.1",
         port=chosen,
-        http=QuickDeadline,
+        http=GuardedH11Protocol,
         ws=GuardedWebSocketProtocol,
         log_level="warning",
     )
