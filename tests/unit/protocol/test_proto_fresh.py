@@ -268,3 +268,17 @@ def test_field_has_the_type_protocol_md_gives(message: str, field: str) -> None:
 def test_message_field_number(message: str, field: str, number: int) -> None:
     descriptor = pb.DESCRIPTOR.message_types_by_name[message]
     assert descriptor.fields_by_name[field].number == number
+
+
+def test_committed_javascript_schema_matches_core_proto() -> None:
+    """presence/static/presence/schema.js is what ``make proto`` writes from core.proto."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        import proto_js
+    finally:
+        sys.path.remove(str(ROOT / "scripts"))
+    committed = (ROOT / "presence" / "static" / "presence" / "schema.js").read_text()
+    assert committed == proto_js.module_text(), (
+        "presence/static/presence/schema.js is stale against core.proto: "
+        "run `make proto` and commit it"
+    )
