@@ -8,13 +8,24 @@ failure, the signal to drop the mark.
 
 from __future__ import annotations
 
+import contextlib
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
+from tests.clients.tcpcut import CutProxy
 from tests.e2e.conftest import Server, server_env, start_server, uvicorn_command
 from tests.e2e.jsnode import create_user, ensure_node_modules, js_env, report, run_node_tests
+from tests.e2e.test_room_page import RECONNECT_TIMEOUT_MS, join, member, open_page, say, shot
+
+with contextlib.suppress(ImportError):
+    from playwright.async_api import expect
+
+if TYPE_CHECKING:
+    from playwright.async_api import Browser, Page
 
 NEEDS_ISSUE_11 = pytest.mark.xfail(
     reason="needs the server side of issue 11 (resume, replay, message_id dedup)", strict=True
@@ -38,3 +49,92 @@ def test_js_client_resume_scenarios(resume_server: Server) -> None:
     create_user(resume_server, username, password)
     done = run_node_tests(["resume.test.js"], js_env(resume_server, username, password))
     assert done.returncode == 0, report(done)
+
+
+# --- the page ---------------------------------------------------------------
+
+
+@pytest.fixture
+async def page_proxy(resume_server: Server) -> AsyncIterator[CutProxy]:
+    proxy = await CutProxy(port_of(resume_server)).start()
+    yield proxy
+    await proxy.close()
+
+
+def port_of(server: Server) -> int:
+    return int(server.http_url.rsplit(":", 1)[1])
+
+
+async def _room_pages(browser: Browser, url_a: str, url_b: str) -> tuple[Page, Page]:
+    room = f"resume-{uuid.uuid4().hex[:8]}"
+    pages = []
+    for url, user in ((url_a, "alice"), (url_b, "bob")):
+        page = await open_page(browser, url)
+        await join(page, room, user, user.title())
+        pages.append(page)
+    await expect(member(pages[0], "Bob")).to_have_count(1)
+    return pages[0], pages[1]
+
+
+async def _cut_chat_and_resume(proxy: CutProxy, page_a: Page, page_b: Page) -> None:
+    """Cut A off; B and A each say a line meanwhile; A comes back resumed with both, once."""
+    proxy.down()
+    proxy.cut()
+    await expect(page_a.locator("#status")).to_have_attribute("data-state", "resuming")
+    await say(page_b, "said while alice was away")
+    await say(page_a, "typed while cut off")
+    proxy.up()
+    await expect(page_a.locator("#chat-log li.notice")).to_contain_text(
+        "resumed", timeout=RECONNECT_TIMEOUT_MS
+    )
+    for page, text in (
+        (page_a, "said while alice was away"),
+        (page_b, "typed while cut off"),
+        (page_a, "typed while cut off"),
+    ):
+        await expect(page.locator("#chat-log li.chat", has_text=text)).to_have_count(1)
+    await expect(page_b.locator("#chat-log li", has_text="Alice left")).to_have_count(0)
+
+
+@NEEDS_ISSUE_11
+async def test_page_resumes_after_a_cut_without_losing_a_chat_line(
+    page_proxy: CutProxy, resume_server: Server, chromium: Browser
+) -> None:
+    page_a, page_b = await _room_pages(chromium, page_proxy.http_url, resume_server.http_url)
+    await _cut_chat_and_resume(page_proxy, page_a, page_b)
+    await shot(page_a, "room-page-resumed")
+
+
+@NEEDS_ISSUE_11
+async def test_page_resumes_on_a_restarted_server_with_redis(
+    tmp_path: Path, redis_url: str, chromium: Browser
+) -> None:
+    """Sessions live in Redis: the server process is killed and another one takes over."""
+    env = server_env(tmp_path, redis_url=redis_url, redis_prefix=f"gwresume-{uuid.uuid4().hex[:8]}")
+    first = start_server("uvicorn-redis-1", tmp_path, uvicorn_command, env)
+    second: Server | None = None
+    proxy = await CutProxy(port_of(first)).start()
+    try:
+        page_a, page_b = await _room_pages(chromium, proxy.http_url, proxy.http_url)
+        proxy.down()
+        first.process.kill()  # no drain, no goodbye: as a crash
+        first.process.wait(timeout=10)
+        second = start_server(
+            "uvicorn-redis-2", tmp_path, uvicorn_command, env, migrate_first=False
+        )
+        proxy.target_port = port_of(second)
+        await expect(page_a.locator("#status")).not_to_have_attribute("data-state", "open")
+        await say(page_a, "typed while the server was down")
+        proxy.up()
+        await expect(page_a.locator("#chat-log li.notice")).to_contain_text(
+            "resumed", timeout=RECONNECT_TIMEOUT_MS
+        )
+        await expect(
+            page_b.locator("#chat-log li.chat", has_text="typed while the server was down")
+        ).to_have_count(1, timeout=RECONNECT_TIMEOUT_MS)
+        await shot(page_a, "room-page-resumed-after-restart")
+    finally:
+        await proxy.close()
+        first.stop()
+        if second is not None:
+            second.stop()

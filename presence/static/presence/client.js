@@ -405,7 +405,8 @@ const realClock = {
  * @property {string} room  the room id: 1-64 chars of [A-Za-z0-9._-]
  * @property {string} [url]  ws(s)://host[:port]; default: the page's own origin
  * @property {string|(() => (string|Promise<string>))} [token]  an access token, or a function
- *   that returns a fresh one; called before the first connect and after every 4401
+ *   that returns a fresh one; called before the first connect and after every 4401. If it
+ *   throws, the client retries with backoff, or stops when the error has ``permanent: true``
  * @property {string} [userId]  development mode only: a bare user id instead of a token
  * @property {string} [displayName]
  * @property {string} [avatarUrl]
@@ -571,8 +572,20 @@ export class PresenceClient {
     };
   }
 
+  // open() failed: the token function threw, or the WebSocket constructor did.
+  // An error marked ``permanent`` (e.g. a wrong password) stops, as 4401 would
+  // with nothing to refresh; anything else is retried with backoff.
   fail(error) {
+    this.socket = null;
     this.emit("error", { code: "CLIENT", message: String(error?.message || error), retryAfterMs: 0, refMessageId: "" });
+    if (error?.permanent) {
+      this.stopped = true;
+      this.stopTimers();
+      for (const [, p] of this.pending) p.reject(error);
+      this.pending.clear();
+      this.setState("closed", { code: 4401, reason: "", meaning: "unauthorized", reconnectInMs: null });
+      return;
+    }
     this.lost(1006, "");
   }
 

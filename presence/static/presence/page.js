@@ -72,7 +72,12 @@ async function postJSON(url, body, headers = {}) {
     body: JSON.stringify(body),
   });
   const data = await response.json().catch(() => ({}));
-  if (!response.ok) throw new Error(data.detail || `${url} answered ${response.status}`);
+  if (!response.ok) {
+    const error = new Error(data.detail || `${url} answered ${response.status}`);
+    // A refused sign-in will be refused again: the client stops instead of retrying.
+    error.permanent = [400, 401, 403].includes(response.status);
+    throw error;
+  }
   return data;
 }
 
@@ -191,8 +196,9 @@ function showError(error) {
 
 function onState(s) {
   clearInterval(countdown);
-  const connected = s.state === "open";
-  $("chat-input").disabled = $("chat-send").disabled = $("spawn").disabled = !connected;
+  // Chat typed while the connection is down is kept and sent on reconnect.
+  $("chat-input").disabled = $("chat-send").disabled = s.state === "closed";
+  $("spawn").disabled = s.state !== "open";
   if (s.state === "open") {
     setStatus("open", s.resumed ? `resumed in ${client.room.id}` : `joined ${client.room.id}`);
     return;
@@ -239,6 +245,7 @@ function join(event) {
     else if (h.resync) logLine("system notice", "", `reconnected as a new session in ${h.roomId}`);
     else logLine("system", "", `joined ${h.roomId} as ${displayName}`);
     if (!h.resumed) client.move({ x: spawnPoint(h.clientId)[0], y: 0, z: spawnPoint(h.clientId)[1] });
+    refreshRooms();
     render();
   });
   client.on("join", ({ member }) => { if (member.clientId !== client.room.me) logLine("system", "", `${member.displayName} joined`); render(); });
