@@ -278,7 +278,7 @@ class PresenceClient:
     async def wait_for(
         self, name: str, test: Callable[[Any], bool] = lambda _: True, timeout: float = 10.0
     ) -> Any:
-        """The next ``name`` event whose detail passes ``test``; TimeoutError after ``timeout`` s."""
+        """The next ``name`` event passing ``test``; TimeoutError after ``timeout`` s."""
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
 
         def listener(detail: Any) -> None:
@@ -332,6 +332,7 @@ class PresenceClient:
     async def _token_now(self) -> str:
         if not self._token and callable(self._token_source):
             value = self._token_source()
+            # a plain function or a coroutine function
             self._token = await value if asyncio.iscoroutine(value) else value  # type: ignore[assignment]
         return self._token
 
@@ -352,7 +353,7 @@ class PresenceClient:
         while not self._stopped:
             self._want_resume = resume and bool(self.session_id)
             self._set_state("resuming" if self._want_resume else "connecting")
-            code, reason = await self._one_connection(self._want_resume)
+            code, _reason = await self._one_connection(self._want_resume)
             self.close_code = code
             if self._stopped:
                 return
@@ -567,9 +568,7 @@ class PresenceClient:
 
     async def chat(self, text: str, *, type: str = "NORMAL") -> str:
         """Say ``text`` to the room; the message id once the server accepted it."""
-        message = pb.Message(
-            chat_message=pb.ChatMessage(message=text, type=pb.ChatMessageType.Value(type))
-        )
+        message = pb.Message(chat_message=pb.ChatMessage(message=text, type=type))
         message.message_id = f"{self._prefix}-{next(self._ids)}"
         name = self.display_name or self.room.me
         line = ChatLine(self.room.me, name, text, type=type, mine=True)

@@ -187,15 +187,17 @@ class RoomModel:
             member = self.members.get(m.muted_client_id)
             if member is not None:
                 member.muted = m.muted
-            detail = {"client_id": m.muted_client_id, "muted": m.muted, "reason": m.reason}
-            return [("muted", {**detail, "me": m.muted_client_id == self.me})]
+            me = m.muted_client_id == self.me
+            muted = {"client_id": m.muted_client_id, "muted": m.muted, "reason": m.reason, "me": me}
+            return [("muted", muted)]
         if kind == "room_locked":
             self.locked = msg.room_locked.locked
-            detail = {"locked": self.locked, "by": msg.room_locked.locked_by_client_id}
-            return [("locked", {**detail, "reason": msg.room_locked.reason})]
+            locked = msg.room_locked
+            by, reason = locked.locked_by_client_id, locked.reason
+            return [("locked", {"locked": self.locked, "by": by, "reason": reason})]
         return []
 
-    def _presence(self, type_: int, event: pb.PresenceEvent, sender: str) -> list[Event]:
+    def _presence(self, type_: pb.MessageType, event: pb.PresenceEvent, sender: str) -> list[Event]:
         kind = _PRESENCE_KINDS.get(type_) or pb.PresenceEventType.Name(event.event_type)
         client_id = event.client_id or sender
         data = event.data
