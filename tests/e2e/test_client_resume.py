@@ -8,14 +8,16 @@ failure, the signal to drop the mark.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 
+from presence.client import Backoff, PresenceClient
 from tests.clients.tcpcut import CutProxy
 from tests.e2e.conftest import Server, server_env, start_server, uvicorn_command
 from tests.e2e.jsnode import create_user, ensure_node_modules, js_env, report, run_node_tests
@@ -138,3 +140,91 @@ async def test_page_resumes_on_a_restarted_server_with_redis(
         first.stop()
         if second is not None:
             second.stop()
+
+
+# --- the Python client --------------------------------------------------------
+
+
+@pytest.fixture
+async def py_pair(
+    resume_server: Server, page_proxy: CutProxy
+) -> AsyncIterator[tuple[PresenceClient, PresenceClient, CutProxy]]:
+    """Alice through the cuttable proxy, Bob direct, in a new room."""
+    room = f"pyresume-{uuid.uuid4().hex[:8]}"
+    fast = {"backoff": Backoff(initial_s=0.1, max_s=1.0)}
+    alice = PresenceClient(page_proxy.ws_url, room, user_id="alice", **fast)  # type: ignore[arg-type]
+    bob = PresenceClient(resume_server.ws_url, room, user_id="bob", **fast)  # type: ignore[arg-type]
+    await alice.connect(timeout=5)
+    await bob.connect(timeout=5)
+    await _until(lambda: len(alice.room.members) == 2)
+    yield alice, bob, page_proxy
+    await alice.close()
+    await bob.close()
+
+
+async def _until(test: Callable[[], bool], seconds: float = 10.0) -> None:
+    deadline = asyncio.get_running_loop().time() + seconds
+    while not test():
+        assert asyncio.get_running_loop().time() < deadline, "timed out"
+        await asyncio.sleep(0.01)
+
+
+def _count(client: PresenceClient, text: str) -> int:
+    return [line.message for line in client.room.chat].count(text)
+
+
+@NEEDS_ISSUE_11
+async def test_cut_socket_reconnects_without_losing_a_chat_line(
+    py_pair: tuple[PresenceClient, PresenceClient, CutProxy],
+) -> None:
+    alice, bob, proxy = py_pair
+    proxy.down()
+    proxy.cut()
+    await alice.wait_for("state", lambda s: s.state == "resuming", 5)
+    await asyncio.wait_for(bob.chat("said while alice was cut off"), 5)
+    typed = asyncio.ensure_future(alice.chat("typed while cut off"))
+    proxy.up()
+    await asyncio.wait_for(typed, 10)
+    await _until(lambda: _count(alice, "said while alice was cut off") == 1)
+    await _until(lambda: _count(bob, "typed while cut off") == 1)
+
+
+@NEEDS_ISSUE_11
+async def test_resume_after_cut_socket_replays_missed_messages(
+    py_pair: tuple[PresenceClient, PresenceClient, CutProxy],
+) -> None:
+    alice, bob, proxy = py_pair
+    me = alice.room.me
+    left: list[str] = []
+    bob.on("leave", lambda detail: left.append(detail["client_id"]))
+    proxy.down()
+    proxy.cut()
+    await asyncio.wait_for(bob.spawn("crate-1", "crate"), 5)
+    await asyncio.wait_for(bob.chat("missed 1"), 5)
+    await asyncio.wait_for(bob.chat("missed 2"), 5)
+    back = asyncio.ensure_future(alice.wait_for("hello", timeout=10))
+    proxy.up()
+    assert (await back).resumed
+    assert alice.room.me == me
+    await _until(lambda: _count(alice, "missed 1") + _count(alice, "missed 2") == 2)
+    assert "crate-1" in alice.room.entities
+    assert left == []
+
+
+@NEEDS_ISSUE_11
+async def test_resent_message_is_applied_once(
+    py_pair: tuple[PresenceClient, PresenceClient, CutProxy],
+) -> None:
+    alice, bob, proxy = py_pair
+    proxy.deafen()  # the server applies the line; its Ack is lost
+    sent = asyncio.ensure_future(alice.chat("exactly once"))
+    await _until(lambda: _count(bob, "exactly once") == 1)
+    proxy.down()
+    proxy.cut()
+    back = asyncio.ensure_future(alice.wait_for("hello", timeout=10))
+    proxy.up()
+    assert (await back).resumed
+    await asyncio.wait_for(sent, 10)
+    await asyncio.wait_for(bob.chat("after the resume"), 5)
+    await _until(lambda: _count(alice, "after the resume") == 1)
+    assert _count(bob, "exactly once") == 1
