@@ -81,7 +81,7 @@ def describe(name: str, detail: Any, client: PresenceClient) -> str | None:
     return None
 
 
-EVENTS = ("hello", "join", "leave", "host", "chat", "spawn", "despawn")
+EVENTS: tuple[str, ...] = ("hello", "join", "leave", "host", "chat", "spawn", "despawn")
 EVENTS += ("muted", "kicked", "locked", "error", "state")
 
 
@@ -90,7 +90,7 @@ async def run_terminal(
 ) -> None:
     """Print the room's events; send each stdin line as chat (``/quit`` or EOF leaves)."""
     for name in EVENTS:
-        client.on(name, lambda detail, name=name: _print(out, describe(name, detail, client)))
+        client.on(name, _printer(name, client, out))
     await client.connect(timeout=None)
     loop = asyncio.get_running_loop()
     try:
@@ -104,9 +104,15 @@ async def run_terminal(
         await client.close()
 
 
-def _print(out: Callable[[str], None], text: str | None) -> None:
-    if text is not None:
-        out(text)
+def _printer(
+    name: str, client: PresenceClient, out: Callable[[str], None]
+) -> Callable[[Any], None]:
+    def listener(detail: Any) -> None:
+        text = describe(name, detail, client)
+        if text is not None:
+            out(text)
+
+    return listener
 
 
 async def run_bots(
