@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -272,11 +273,10 @@ def test_message_field_number(message: str, field: str, number: int) -> None:
 
 def test_committed_javascript_schema_matches_core_proto() -> None:
     """presence/static/presence/schema.js is what ``make proto`` writes from core.proto."""
-    sys.path.insert(0, str(ROOT / "scripts"))
-    try:
-        import proto_js
-    finally:
-        sys.path.remove(str(ROOT / "scripts"))
+    spec = importlib.util.spec_from_file_location("proto_js", ROOT / "scripts" / "proto_js.py")
+    assert spec is not None and spec.loader is not None
+    proto_js = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(proto_js)
     committed = (ROOT / "presence" / "static" / "presence" / "schema.js").read_text()
     assert committed == proto_js.module_text(), (
         "presence/static/presence/schema.js is stale against core.proto: "
