@@ -100,7 +100,9 @@ class TargetRun:
         """``rooms x members`` clients spread over the instances (see :func:`room_clients`)."""
         return room_clients(tag, rooms, members, self.server.ports)
 
-    def connect(self, clients: list[ClientSpec], timeout: float = 60.0) -> dict[str, Any]:
+    def connect(
+        self, clients: list[ClientSpec], timeout: float = 60.0, *, legacy: bool = False
+    ) -> dict[str, Any]:
         return self.pool.connect(
             HOST,
             clients,
@@ -108,6 +110,7 @@ class TargetRun:
             wait_hello=self.service,
             concurrency=self.plan.connect_concurrency,
             timeout=timeout,
+            legacy=legacy,
         )
 
     def close(self) -> None:
@@ -166,7 +169,10 @@ class TargetRun:
     # --- fan-out scenarios ----------------------------------------------------------------
 
     def scenario(self, sweep: str, rooms: int, members: int) -> dict[str, Any]:
-        """Measure ``rooms x members`` at ``hz``; again once if it failed on a noisy host."""
+        """Measure ``rooms x members`` at ``hz``; again once if it failed on a noisy host.
+
+        The clients of a :data:`report.LEGACY_SWEEPS` sweep speak the legacy wire.
+        """
         discarded: list[dict[str, Any]] = []
         for attempt in range(1 + NOISY_RETRIES):
             row = self._scenario_once(sweep, rooms, members)
@@ -194,7 +200,8 @@ class TargetRun:
         label = report.scenario_label(row)
         row["host_busy_before_pct"] = self._wait_host_quiet()
         self.log(f"{sweep:<8} {label:<16} connecting {rooms * members} clients …")
-        connected = self.connect(self.clients(plan.tag(), rooms, members))
+        legacy = sweep in report.LEGACY_SWEEPS
+        connected = self.connect(self.clients(plan.tag(), rooms, members), legacy=legacy)
         row["connect_s"] = connected["seconds"]
         # No try/finally: after an error or Ctrl-C the runner renews or stops the
         # workers and stops the server, which ends these connections anyway.

@@ -16,7 +16,10 @@ SWEEPS = {  # name -> (members per room, or None for the one-room sweep), title
     "rooms30": (30, "rooms of 30"),
     "room": (None, "one room"),
     "quick": (None, "quick"),
+    "legacy10": (10, "rooms of 10 legacy (GraphWiz-XR) members"),
 }
+# Sweeps whose clients speak the legacy wire (issue 14): one frame per pose, JSON payloads.
+LEGACY_SWEEPS = frozenset({"legacy10"})
 GOALS = (  # (key, comparison, target, text) -- issue 3, "Goals"
     ("rooms30_ratio", ">=", 1.0, "updates/s at saturation, rooms of 30, vs a"),
     ("rooms10_ratio", ">=", 0.75, "updates/s at saturation, rooms of 10, vs a"),
@@ -35,7 +38,7 @@ def summarize(target: dict[str, Any]) -> dict[str, Any]:
     """Best sustained updates/s per sweep and the largest sustained room of one target."""
     scenarios = target.get("scenarios", [])
     summary: dict[str, Any] = {}
-    for sweep in ("rooms10", "rooms30", "quick"):
+    for sweep in ("rooms10", "rooms30", "quick", "legacy10"):
         ok = [s for s in scenarios if s["sweep"] == sweep and s["ok"]]
         best = max(ok, key=lambda s: s["updates_per_s"], default=None)
         summary[sweep] = {
@@ -77,6 +80,9 @@ def add_ratios(targets: dict[str, dict[str, Any]]) -> None:
             ),
             "quick_ratio": _ratio(
                 mine["quick"]["best_updates_per_s"], theirs["quick"]["best_updates_per_s"]
+            ),
+            "legacy10_ratio": _ratio(
+                mine["legacy10"]["best_updates_per_s"], theirs["legacy10"]["best_updates_per_s"]
             ),
             "largest_room": mine["largest_room"],
             "largest_room_a": theirs["largest_room"],
@@ -216,7 +222,7 @@ def _summary_line(name: str, target: dict[str, Any]) -> str:
         return f"{name}: ERROR {target['error'].splitlines()[0]}"
     summary = target.get("summary", {})
     parts = []
-    for sweep in ("rooms10", "rooms30", "quick"):
+    for sweep in ("rooms10", "rooms30", "quick", "legacy10"):
         best = summary.get(sweep, {})
         if best.get("tried"):
             where = f" at {best['at_rooms']} rooms" if best["at_rooms"] else " (none sustained)"
@@ -225,7 +231,7 @@ def _summary_line(name: str, target: dict[str, Any]) -> str:
         largest = _num(summary["largest_room"], "d")
         parts.append(f"one room: {largest} members (tried {summary['room_tried']})")
     ratios = target.get("ratios", {})
-    for sweep in ("rooms10", "rooms30", "quick"):
+    for sweep in ("rooms10", "rooms30", "quick", "legacy10"):
         if ratios.get(f"{sweep}_ratio") is not None:
             parts.append(f"{sweep} vs a {ratios[f'{sweep}_ratio']:.2f}")
     return f"{name}: " + "; ".join(parts)

@@ -328,8 +328,10 @@ def bench_target(
         result["connects"] = run.connects()
         if plan.quick:
             run.scenario("quick", 2, 5)
+            run.scenario("legacy10", 2, 10)  # issue 14: one frame per pose, JSON payloads
         else:
             run.sweep_rooms("rooms10", 10, plan.rooms10_start)
+            run.sweep_rooms("legacy10", 10, plan.rooms10_start)
             run.sweep_rooms("rooms30", 30, plan.rooms30_start)
             run.sweep_members()
     finally:

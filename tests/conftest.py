@@ -21,6 +21,16 @@ from collections.abc import Iterator
 import pytest
 import redis
 
+# Issue 14: a socket that negotiates nothing gets its first frame sniffed for the
+# legacy wire for up to PRESENCE_LEGACY_DETECT_SECONDS (0.5 s in production)
+# before the server speaks. Most of the suite's protobuf clients negotiate
+# nothing and wait for the ServerHello, so they would each wait that long
+# (transport and cluster tests: 43 s -> 250 s). The suite sniffs for 10 ms, in
+# process and in the servers the e2e tests start (they copy this environment);
+# the legacy tests set a real window themselves.
+TEST_LEGACY_DETECT_SECONDS = 0.01
+os.environ.setdefault("PRESENCE_LEGACY_DETECT_SECONDS", str(TEST_LEGACY_DETECT_SECONDS))
+
 # Its own database number; TEST_REDIS_DB picks another, so two checkouts can run
 # their suites side by side on one server.
 TEST_REDIS_DB = int(os.environ.get("TEST_REDIS_DB", "13"))
@@ -205,6 +215,12 @@ def auth_log(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixt
     finally:
         presence_logger.setLevel(previous)
         presence_logger.removeHandler(caplog.handler)
+
+
+@pytest.fixture(autouse=True)
+def _short_legacy_sniffing(settings) -> None:
+    """The suite's sniffing window (see TEST_LEGACY_DETECT_SECONDS), whatever the settings say."""
+    settings.PRESENCE = {**settings.PRESENCE, "LEGACY_DETECT_SECONDS": TEST_LEGACY_DETECT_SECONDS}
 
 
 @pytest.fixture(autouse=True)

@@ -174,22 +174,6 @@ def _count(client: PresenceClient, text: str) -> int:
 
 
 @NEEDS_ISSUE_11
-async def test_cut_socket_reconnects_without_losing_a_chat_line(
-    py_pair: tuple[PresenceClient, PresenceClient, CutProxy],
-) -> None:
-    alice, bob, proxy = py_pair
-    proxy.down()
-    proxy.cut()
-    await alice.wait_for("state", lambda s: s.state == "resuming", 5)
-    await asyncio.wait_for(bob.chat("said while alice was cut off"), 5)
-    typed = asyncio.ensure_future(alice.chat("typed while cut off"))
-    proxy.up()
-    await asyncio.wait_for(typed, 10)
-    await _until(lambda: _count(alice, "said while alice was cut off") == 1)
-    await _until(lambda: _count(bob, "typed while cut off") == 1)
-
-
-@NEEDS_ISSUE_11
 async def test_resume_after_cut_socket_replays_missed_messages(
     py_pair: tuple[PresenceClient, PresenceClient, CutProxy],
 ) -> None:

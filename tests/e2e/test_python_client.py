@@ -188,3 +188,31 @@ async def test_cut_socket_reconnects_and_resends_unanswered_messages(
         assert [c.message for c in bob.room.chat].count("typed while cut off") == 1
     finally:
         await proxy.close()
+
+
+async def test_cut_socket_reconnects_without_losing_a_chat_line(
+    make: Make, py_server: Server
+) -> None:
+    """Lines either way while the socket is cut arrive once each (replay or recent chat)."""
+    room = new_room()
+    proxy = await CutProxy(int(py_server.http_url.rsplit(":", 1)[1])).start()
+    try:
+        alice = await make(room, "alice", url=proxy.ws_url)
+        bob = await make(room, "bob")
+        await until(lambda: len(alice.room.members) == 2, "alice sees bob")
+        proxy.down()
+        proxy.cut()
+        await alice.wait_for("state", lambda s: s.state == "resuming", WAIT)
+        await asyncio.wait_for(bob.chat("said while alice was cut off"), WAIT)
+        typed = asyncio.ensure_future(alice.chat("typed while cut off"))
+        proxy.up()
+        await asyncio.wait_for(typed, 10)
+
+        def count(client: PresenceClient, text: str) -> int:
+            return [line.message for line in client.room.chat].count(text)
+
+        await until(lambda: count(alice, "said while alice was cut off") == 1, "alice gets it")
+        await until(lambda: count(bob, "typed while cut off") == 1, "bob gets it")
+        assert count(alice, "typed while cut off") == 1
+    finally:
+        await proxy.close()

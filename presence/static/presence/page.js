@@ -333,7 +333,7 @@ canvas.addEventListener("pointermove", (e) => {
 // --- the room list ---------------------------------------------------------------
 async function refreshRooms() {
   try {
-    const response = await fetch("/api/rooms/public/", { credentials: "same-origin" });
+    const response = await fetch("/api/public/rooms/", { credentials: "same-origin" });
     if (!response.ok) return;
     const { rooms } = await response.json();
     const list = $("rooms");

@@ -7,11 +7,12 @@
   tokens. Throttled per user. Body (optional): ``{"room": ROOM_ID}`` binds the
   token to one room (the ``room`` claim of PROTOCOL.md section 4.1).
   Answer: ``{"access": JWT, "expires_in": seconds}``.
-* ``GET /api/rooms/public/``: the rooms with members and how many, for a
+* ``GET /api/public/rooms/``: the rooms with members and how many, for a
   room list anyone may read; no names or ids of members. Throttled per client
   address; at most ``PUBLIC_ROOMS_LIMIT`` rooms, fullest first. Answer:
   ``{"rooms": [{"room_id": str, "members": int}], "timestamp": ISO 8601}``.
-  Separate from the staff-only ``/ws/stats`` and from ``/api/rooms/``.
+  Separate from the staff-only ``/ws/stats`` and ``/api/rooms/`` (whose ``rooms/<id>/``
+  would clash with a room named ``public``).
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ class SessionTokenPerUserThrottle(PresenceRateThrottle):
 
 
 class PublicRoomsPerIPThrottle(PresenceRateThrottle):
-    """``GET /api/rooms/public/`` per client address (``API_PUBLIC_ROOMS_RATE_PER_IP``)."""
+    """``GET /api/public/rooms/`` per client address (``API_PUBLIC_ROOMS_RATE_PER_IP``)."""
 
     scope = "public_rooms_ip"
 

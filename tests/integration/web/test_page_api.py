@@ -1,4 +1,4 @@
-"""The page's endpoints: ``POST /api/token/session/`` and ``GET /api/rooms/public/``.
+"""The page's endpoints: ``POST /api/token/session/`` and ``GET /api/public/rooms/``.
 
 The token endpoint is for a user signed in to Django (session cookie) and is
 CSRF-checked; the room list is public, counts only, and throttled per address.
@@ -23,7 +23,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 PASSWORD = "correct-horse-battery-9"
 TOKEN_PATH = "/api/token/session/"
-ROOMS_PATH = "/api/rooms/public/"
+ROOMS_PATH = "/api/public/rooms/"
 PER_USER, PER_IP = 3, 4
 
 
