@@ -238,6 +238,10 @@ REST_FRAMEWORK = {
         "token_ip": env_rate(ENV, "API_TOKEN_RATE_PER_IP", "30/minute"),
         "token_username": env_rate(ENV, "API_TOKEN_RATE_PER_USERNAME", "5/minute"),
         "token_refresh_ip": env_rate(ENV, "API_TOKEN_REFRESH_RATE_PER_IP", "60/minute"),
+        # presence/web/api/page.py: the page's token for a signed-in user, and
+        # the public room list.
+        "session_token_user": env_rate(ENV, "API_SESSION_TOKEN_RATE", "30/minute"),
+        "public_rooms_ip": env_rate(ENV, "API_PUBLIC_ROOMS_RATE_PER_IP", "30/minute"),
     },
 }
 # The throttles' counts: in Redis with REDIS_URL, so a limit holds however many
