@@ -145,6 +145,9 @@ class Outbound:
         while True:
             if not self.outbox and self._close_code is None:
                 return
+            # Was the close asked for before this round's drain? Then the round
+            # holds everything queued before it, and the close follows it.
+            closing = self._close_code is not None
             if self._close_code is CloseCode.SLOW_CONSUMER:
                 self.outbox.drain()  # the client resumes; sending more only deepens the backlog
             for index, (item, seq) in enumerate(self.outbox.drain()):
@@ -162,10 +165,13 @@ class Outbound:
                 else:
                     kind = metrics.sent_type(item, track=self.conf.LATENCY_TRACKING_ENABLED)
                     await self._send_frame(item.frame(self.encoding, seq), kind)
-            if self._close_code is not None:
-                await self._send_event({"type": "websocket.close", "code": int(self._close_code)})
-                self._meter.closed(self._close_code)
-                await self._leave_room(self._close_code)
+            code = self._close_code
+            if code is not None and (closing or not self.outbox):
+                # What was queued while the frames above were written, before
+                # the close was asked for, goes out first (one more round).
+                await self._send_event({"type": "websocket.close", "code": int(code)})
+                self._meter.closed(code)
+                await self._leave_room(code)
                 return
 
     async def _send_batch(self, batch: TickBatch) -> None:
