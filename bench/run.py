@@ -476,7 +476,11 @@ def main(argv: list[str] | None = None) -> int:
     begin = time.monotonic()
     results: dict[str, Any] = {"meta": _meta(args, plan), "targets": {}, "goals": []}
     tmp = Path(tempfile.mkdtemp(prefix="graphwiz-bench-"))
-    profiler = Profiler(args.profile, out / "profiles", tmp / "snapshots") if args.profile else None
+    profiler = (
+        Profiler(args.profile, out / "profiles", out / "profiles" / "snapshots")
+        if args.profile
+        else None
+    )
     pool: GeneratorPool | None = None
     status = 0
     try:

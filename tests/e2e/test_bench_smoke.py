@@ -95,6 +95,7 @@ def test_quick_bench_ends_with_the_goals_judged(
     tail = done.stdout[done.stdout.index("goals") :]
     assert "KB per idle connection" in tail and ("PASS" in tail or "FAIL" in tail)
 
+
 def test_quick_bench_writes_results_for_both_targets(
     quick_run: tuple[subprocess.CompletedProcess[str], Path],
 ) -> None:
