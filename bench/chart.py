@@ -122,7 +122,9 @@ def write_size_chart(results: dict[str, Any], path: Path) -> Path | None:
         color = _color(name)
         sizes = [s["members"] for s in rows]
         us = [s["server_us_per_update"] or float("nan") for s in rows]
-        cost.plot(sizes, us, "o-", color=color, label=name)
+        cost.plot(sizes, us, "-", color=color, label=name)
+        for s, x, y in zip(rows, sizes, us, strict=True):
+            cost.plot([x], [y], "o", color=color, markerfacecolor=color if s["ok"] else "white")
         latency.plot(
             sizes,
             [s["p99_ms"] or float("nan") for s in rows],
@@ -156,7 +158,8 @@ def write_size_chart(results: dict[str, Any], path: Path) -> Path | None:
     latency.set_ylabel("latency (ms)")
     latency.set_title("p50 (dotted) and p99 (solid) latency")
     fig.suptitle(
-        f"GraphWiz presence by room size vs baselines a and n — {results['meta']['machine']}",
+        f"GraphWiz presence by room size vs baselines a and n — {results['meta']['machine']}; "
+        "hollow = not sustained",
         fontsize="medium",
     )
     fig.tight_layout()
