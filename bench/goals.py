@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench.report import BASELINES
+from bench.report import BASELINES, row_key, scenario_label
 
 DELIVERED_OK = 0.99
 ONE_ROOM_MEMBERS = 150  # one room of 150 @ 20 Hz ...
@@ -169,3 +169,43 @@ def _baseline_p99(row: dict[str, Any] | None) -> str:
     if row is None or row.get("a_p99_ms") is None:
         return ""
     return f"a {row['a_p99_ms']:.1f}, n {row.get('n_p99_ms') or 0:.1f}"
+
+
+WORSE_PCT = 5.0  # no row may get worse than the reference run by more than this
+
+
+def compare(targets: dict[str, dict[str, Any]], reference: dict[str, Any]) -> list[dict[str, Any]]:
+    """Rows worse than the same target's same row in ``reference`` (an earlier results.json).
+
+    Worse: server CPU per delivered update up, delivered updates/s down, or
+    p99 up by more than :data:`WORSE_PCT`; plus connects/s down and KB per idle
+    connection up. Only rows both runs measured are compared.
+    """
+    out: list[dict[str, Any]] = []
+    checks = (("server_us_per_update", 1), ("updates_per_s", -1), ("p99_ms", 1))
+    for name, target in targets.items():
+        before = reference.get("targets", {}).get(name)
+        if not before:
+            continue
+        old_rows = {row_key(s): s for s in before.get("scenarios", [])}
+        for row in target.get("scenarios", []):
+            old = old_rows.get(row_key(row))
+            if old is None:
+                continue
+            for key, sign in checks:
+                out += _worse(name, scenario_label(row) + f" {row['sweep']}", key, sign, old, row)
+        for part, key, sign in (("connects", "per_s", -1), ("idle", "kb_per_connection", 1)):
+            out += _worse(name, part, key, sign, before.get(part) or {}, target.get(part) or {})
+    return out
+
+
+def _worse(
+    name: str, what: str, key: str, sign: int, old: dict[str, Any], new: dict[str, Any]
+) -> list[dict[str, Any]]:
+    was, now = old.get(key), new.get(key)
+    if not was or now is None:
+        return []
+    change = (now - was) / was * 100
+    if change * sign <= WORSE_PCT:
+        return []
+    return [{"target": name, "row": what, "key": key, "was": was, "now": now, "change_pct": change}]

@@ -329,6 +329,16 @@ def render(results: dict[str, Any]) -> Iterable[str]:
     yield ""
     for name, target in targets.items():
         yield _summary_line(name, target)
+    if "worse_than_reference" in results:
+        worse = results["worse_than_reference"]
+        yield ""
+        source = results["meta"].get("reference")
+        yield f"compared with {source}: {len(worse)} values worse by more than 5 %"
+        for w in worse:
+            yield (
+                f"  {w['target']:<16} {w['row']:<28} {w['key']:<22} "
+                f"{w['was']:>10,.1f} -> {w['now']:>10,.1f}  ({w['change_pct']:+.0f} %)"
+            )
     if results.get("goals"):
         yield ""
         quick = results.get("meta", {}).get("plan", {}).get("quick")

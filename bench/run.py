@@ -154,6 +154,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--workers", type=int, default=2, help="load generator processes")
     add("--no-batch", action="store_true", help="do not announce the 'batch' capability")
     add("--budget", type=float, default=420.0, help="seconds per target before sweeps stop early")
+    add(
+        "--compare",
+        default=None,
+        metavar="RESULTS_JSON",
+        help="list every row worse than in this earlier results.json by more than 5 %%",
+    )
     add("--server-env", action="append", default=[], metavar="KEY=VALUE", help="extra service env")
     return parser.parse_args(argv)
 
@@ -192,6 +198,18 @@ def make_plan(args: argparse.Namespace) -> Plan:
         # waits for a busy host to calm down (the test suite runs it).
         quiet_wait_s=QUICK_QUIET_WAIT_SECONDS if quick else QUIET_WAIT_SECONDS,
     )
+
+
+def _load_reference(path: str | None) -> dict[str, Any] | None:
+    if path is None:
+        return None
+    try:
+        reference = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise SystemExit(f"--compare: cannot read {path}: {exc}") from None
+    if not isinstance(reference, dict) or "targets" not in reference:
+        raise SystemExit(f"--compare: {path} is not a results.json of python -m bench")
+    return reference
 
 
 def _workloads(raw: str) -> frozenset[str]:
@@ -440,14 +458,18 @@ def bench_target(
             _delete_redis_keys(args.redis_url, redis_prefix)
 
 
-def finish(results: dict[str, Any], plan: Plan, begin: float) -> None:
-    """Summaries, ratios to a and goals, added to ``results`` in place."""
+def finish(
+    results: dict[str, Any], plan: Plan, begin: float, reference: dict[str, Any] | None = None
+) -> None:
+    """Summaries, ratios to a and n, goals (and rows worse than ``reference``), in place."""
     targets = results["targets"]
     for target in targets.values():
         if "scenarios" in target:
             target["summary"] = report.summarize(target)
     report.add_ratios(targets)
     results["goals"] = goals.evaluate(targets)
+    if reference is not None:
+        results["worse_than_reference"] = goals.compare(targets, reference)
     results["meta"]["duration_s"] = round(time.monotonic() - begin, 1)
 
 
@@ -463,6 +485,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     plan = make_plan(args)
     servers = _server_list(args.server)
+    reference = _load_reference(args.compare)
     _check_instances(args.instances, args.layer)
     if args.layer == "redis":
         _check_redis(args.redis_url)
@@ -503,7 +526,8 @@ def main(argv: list[str] | None = None) -> int:
                 pool.shutdown()
                 pool = GeneratorPool(args.workers, time.monotonic_ns())
             write_json(results, out / "results.json")
-        finish(results, plan, begin)
+        results["meta"]["reference"] = args.compare
+        finish(results, plan, begin, reference)
         write_json(results, out / "results.json")
         chart = write_chart(results, out / "sweep.png")
         sizes_chart = write_size_chart(results, out / "sizes.png")

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from bench.goals import evaluate
+from bench.goals import compare, evaluate
 from bench.report import add_ratios, render, summarize
 
 
@@ -119,3 +119,25 @@ def test_the_printed_report_ends_with_pass_and_fail_per_goal() -> None:
     assert len(goal_lines) == len(results["goals"])
     assert any("rooms of 10 @ 20 Hz" in line and "FAIL" in line for line in goal_lines)
     assert any(line.startswith("room sizes") for line in lines)
+
+
+def test_compare_lists_rows_worse_than_the_reference_by_more_than_five_percent() -> None:
+    reference = {"targets": _targets([_row("size", 10, 10, server_us_per_update=10.0)])}
+    slower = _targets([_row("size", 10, 10, server_us_per_update=10.6)])
+    same = _targets([_row("size", 10, 10, server_us_per_update=10.4)])
+
+    worse = compare(slower, reference)
+
+    assert [(w["target"], w["key"]) for w in worse] == [("uvicorn", "server_us_per_update")]
+    assert compare(same, reference) == []
+
+
+def test_compare_counts_fewer_connects_and_more_idle_memory_as_worse() -> None:
+    reference = {
+        "targets": _targets([], connects={"per_s": 1000.0}, idle={"kb_per_connection": 20})
+    }
+    now = _targets([], connects={"per_s": 900.0}, idle={"kb_per_connection": 22.0})
+
+    keys = {w["key"] for w in compare(now, reference) if w["target"] == "uvicorn"}
+
+    assert keys == {"per_s", "kb_per_connection"}
