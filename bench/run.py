@@ -177,9 +177,9 @@ def make_plan(args: argparse.Namespace) -> Plan:
         tick_ms=args.tick_ms,
         p99_ms=args.p99_ms if args.p99_ms is not None else args.tick_ms + 10,
         sat_p99_ms=args.sat_p99_ms,
-        warmup=pick(args.warmup, 1.0, 0.3),
-        duration=pick(args.duration, 3.0, 1.0),
-        drain=pick(args.drain, 0.5, 0.3),
+        warmup=pick(args.warmup, 1.0, 0.2),
+        duration=pick(args.duration, 3.0, 0.8),
+        drain=pick(args.drain, 0.5, 0.2),
         members=sorted({int(m) for m in args.members.split(",") if m.strip()}),
         rooms10_start=max(1, args.rooms10_start),
         rooms30_start=max(1, args.rooms30_start),
@@ -507,7 +507,7 @@ def main(argv: list[str] | None = None) -> int:
     pool: GeneratorPool | None = None
     status = 0
     try:
-        busy = host_busy_pct(0.5 if plan.quick else 1.0)
+        busy = host_busy_pct(0.25 if plan.quick else 1.0)
         results["meta"]["host_busy_before_pct"] = round(busy, 1)
         if busy > BUSY_HOST_PCT:
             log_line(begin, f"warning: the host is already {busy:.0f}% busy: numbers will be noisy")
