@@ -13,7 +13,13 @@ from typing import Any
 from bench.report import SWEEPS
 
 COLORS = {"a": "#555555", "n": "#ff7f0e", "daphne": "#1f77b4", "uvicorn": "#2ca02c"}
-CHARTED_SWEEPS = ("rooms10", "rooms30", "room", "quick")  # the sizes have their own chart
+CHARTED_SWEEPS = (
+    "rooms10",
+    "legacy10",
+    "rooms30",
+    "room",
+    "quick",
+)  # the sizes have their own chart
 
 
 def _color(target: str) -> str:

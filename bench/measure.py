@@ -112,7 +112,9 @@ class TargetRun:
         """``rooms x members`` clients spread over the instances (see :func:`room_clients`)."""
         return room_clients(tag, rooms, members, self.server.ports)
 
-    def connect(self, clients: list[ClientSpec], timeout: float = 60.0) -> dict[str, Any]:
+    def connect(
+        self, clients: list[ClientSpec], timeout: float = 60.0, *, legacy: bool = False
+    ) -> dict[str, Any]:
         return self.pool.connect(
             HOST,
             clients,
@@ -120,6 +122,7 @@ class TargetRun:
             wait_hello=self.service,
             concurrency=self.plan.connect_concurrency,
             timeout=timeout,
+            legacy=legacy,
         )
 
     def close(self) -> None:
@@ -182,7 +185,10 @@ class TargetRun:
     # --- fan-out scenarios ----------------------------------------------------------------
 
     def scenario(self, sweep: str, rooms: int, members: int) -> dict[str, Any]:
-        """Measure ``rooms x members`` at ``hz``; again once if it failed on a noisy host."""
+        """Measure ``rooms x members`` at ``hz``; again once if it failed on a noisy host.
+
+        The clients of a :data:`report.LEGACY_SWEEPS` sweep speak the legacy wire.
+        """
         discarded: list[dict[str, Any]] = []
         for attempt in range(1 + NOISY_RETRIES):
             row = self._scenario_once(sweep, rooms, members)
@@ -210,7 +216,11 @@ class TargetRun:
         label = report.scenario_label(row)
         row["host_busy_before_pct"] = self._wait_host_quiet()
         self.log(f"{sweep:<8} {label:<16} connecting {rooms * members} clients …")
-        connected = self.connect(self.clients(plan.tag(), rooms, members))
+        legacy = sweep in report.LEGACY_SWEEPS
+        clients = self.clients(plan.tag(), rooms, members)
+        if legacy:  # connect as the hub-client does: the room in the query too
+            clients = [hub_client_shaped(spec) for spec in clients]
+        connected = self.connect(clients, legacy=legacy)
         row["connect_s"] = connected["seconds"]
         # No try/finally: after an error or Ctrl-C the runner renews or stops the
         # workers and stops the server, which ends these connections anyway.
@@ -352,6 +362,13 @@ def room_clients(tag: str, rooms: int, members: int, ports: Sequence[int]) -> li
         )
         for n in range(rooms * members)
     ]
+
+
+def hub_client_shaped(spec: ClientSpec) -> ClientSpec:
+    """``spec`` with the GraphWiz-XR hub-client's ``room_id`` query parameter added."""
+    number, port, path, user = spec
+    room = path.split("?", 1)[0].rsplit("/", 1)[-1]
+    return (number, port, f"{path}&room_id={room}", user)
 
 
 def shortfall(row: dict[str, Any], p99_limit_ms: float) -> str | None:

@@ -20,8 +20,11 @@ SWEEPS = {  # name -> (members per room, or None when the room size varies), tit
     "rooms30": (30, "rooms of 30"),
     "room": (None, "one room"),
     "quick": (None, "quick"),
+    "legacy10": (10, "rooms of 10 legacy (GraphWiz-XR) members"),
 }
-SATURATION_SWEEPS = ("rooms10", "rooms30", "quick")
+# Sweeps whose clients speak the legacy wire: one frame per pose, JSON payloads.
+LEGACY_SWEEPS = frozenset({"legacy10"})
+SATURATION_SWEEPS = ("rooms10", "rooms30", "quick", "legacy10")
 
 Row = dict[str, Any]
 Key = tuple[str, int, int]

@@ -64,7 +64,7 @@ REDIS_HOSTS = ("127.0.0.1", "localhost")
 BUSY_HOST_PCT = 25.0  # other work above this share of a core before the run: warn
 QUICK_QUIET_WAIT_SECONDS = 0.5
 MAX_INSTANCES = 8  # service processes per target; the benchmark host has few cores
-WORKLOADS = ("idle", "connects", "quick", "sizes", "rooms10", "rooms30", "room")
+WORKLOADS = ("idle", "connects", "quick", "sizes", "rooms10", "legacy10", "rooms30", "room")
 VERSIONED = ("websockets", "daphne", "uvicorn", "channels", "channels-redis", "Django", "protobuf")
 
 
@@ -177,8 +177,8 @@ def make_plan(args: argparse.Namespace) -> Plan:
         tick_ms=args.tick_ms,
         p99_ms=args.p99_ms if args.p99_ms is not None else args.tick_ms + 10,
         sat_p99_ms=args.sat_p99_ms,
-        warmup=pick(args.warmup, 1.0, 0.2),
-        duration=pick(args.duration, 3.0, 0.8),
+        warmup=pick(args.warmup, 1.0, 0.1),
+        duration=pick(args.duration, 3.0, 0.5),
         drain=pick(args.drain, 0.5, 0.2),
         members=sorted({int(m) for m in args.members.split(",") if m.strip()}),
         rooms10_start=max(1, args.rooms10_start),
@@ -432,7 +432,8 @@ def bench_target(
     result["scenarios"] = run.scenarios  # filled in place: partial results survive an error
     try:
         server.start()
-        run.warm()
+        if not plan.quick:  # --quick's idle number is indicative only; it keeps the suite fast
+            run.warm()
         if plan.wants("idle"):
             result["idle"] = run.idle()
         if plan.wants("connects"):
@@ -443,11 +444,15 @@ def bench_target(
         if plan.quick:
             if plan.wants("quick"):
                 run.scenario("quick", 2, 5)
+            if plan.wants("legacy10"):
+                run.scenario("legacy10", 2, 10)  # one frame per pose, JSON payloads
         else:
             if plan.wants("sizes"):
                 run.sweep_sizes()
             if plan.wants("rooms10"):
                 run.sweep_rooms("rooms10", 10, plan.rooms10_start)
+            if plan.wants("legacy10"):
+                run.sweep_rooms("legacy10", 10, plan.rooms10_start)
             if plan.wants("rooms30"):
                 run.sweep_rooms("rooms30", 30, plan.rooms30_start)
             if plan.wants("room"):

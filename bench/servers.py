@@ -42,6 +42,8 @@ SERVERS = ("daphne", "uvicorn")
 SECRET_KEY = secrets.token_urlsafe(50)
 # uvicorn's websockets-sansio protocol with the frame guard (presence/transport/uvicorn_ws.py).
 UVICORN_WS_PROTOCOL = "presence.transport.uvicorn_ws:GuardedWebSocketProtocol"
+# uvicorn's h11 protocol with a deadline for a request head (presence/transport/uvicorn_http.py).
+UVICORN_HTTP_PROTOCOL = "presence.transport.uvicorn_http:GuardedH11Protocol"
 
 # Baseline n: bench/node/relay.mjs with `ws` pinned by its package-lock.json.
 NODE_DIR = PROJECT / "bench" / "node"
@@ -187,7 +189,9 @@ def service_command(server: str, port: int, *, quiet: bool = True) -> list[str]:
             HOST,
             "--port",
             str(port),
-            # The same WebSocket options as `make run` and the Dockerfile.
+            # The same HTTP and WebSocket options as `make run` and the Dockerfile.
+            "--http",
+            UVICORN_HTTP_PROTOCOL,
             "--ws",
             UVICORN_WS_PROTOCOL,
             "--ws-max-size",

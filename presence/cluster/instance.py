@@ -13,6 +13,7 @@ from channels.layers import get_channel_layer
 from presence import metrics
 from presence.cluster.hub import Hub
 from presence.cluster.keeper import start_keeper
+from presence.cluster.recent_chat import get_recent_chat
 from presence.cluster.redis_registry import RedisRegistry
 from presence.cluster.registry import InProcessRegistry, Registry
 from presence.cluster.shutdown import drain_on_sigterm
@@ -42,6 +43,7 @@ def _new_hub() -> Hub:
         poses_per_entity=conf.TICK_POSES_PER_ENTITY,
         on_lost=close_lost_sessions,
         on_access_changed=_forget_room_access,
+        recent_chat=get_recent_chat(),
     )
     metrics.count_core_layer_drops()
     start_keeper(hub, conf)

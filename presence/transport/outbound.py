@@ -24,6 +24,7 @@ from presence.protocol.codec import EncodedMessage, Encoding
 from presence.protocol.codes import CloseCode
 from presence.protocol.outbox import Outbox
 from presence.protocol.session import Session
+from presence.transport.legacy import LegacyWire
 
 logger = logging.getLogger(__name__)
 
@@ -55,8 +56,9 @@ class Outbound:
     _meter: metrics.ConnectionMeter
     _peer_gone: bool  # a send failed: the socket is gone, nothing more is written
     clock_ms: Callable[[], int]  # stamps Batch frames (the hub's clock once joined)
+    legacy: LegacyWire | None  # a GraphWiz-XR hub-client: its own frames (issue 14)
 
-    async def _leave_room(self) -> None:
+    async def _leave_room(self, close_code: int) -> None:
         raise NotImplementedError
 
     def deliver_reliable(self, encoded: EncodedMessage) -> None:
@@ -78,8 +80,8 @@ class Outbound:
 
     def send_rtt_probe(self, ping: EncodedMessage, sent_ms: int) -> bool:
         """Queue the server's RTT probe, a ``Ping`` carrying ``sent_ms`` (never numbered)."""
-        if self.outbox is None or self._close_code is not None:
-            return False
+        if self.outbox is None or self._close_code is not None or self.legacy is not None:
+            return False  # a legacy client has no answer to a Ping
         # A full queue is closed by the next reliable message, never by a probe.
         if not self.outbox.push((ping, 0), reliable=True):
             return False
@@ -153,7 +155,9 @@ class Outbound:
                     await asyncio.sleep(0)
                     if self._peer_gone:
                         return
-                if isinstance(item, TickBatch):
+                if self.legacy is not None:
+                    await self.legacy.send(self, item, track=self.conf.LATENCY_TRACKING_ENABLED)
+                elif isinstance(item, TickBatch):
                     await self._send_batch(item)
                 else:
                     kind = metrics.sent_type(item, track=self.conf.LATENCY_TRACKING_ENABLED)
@@ -161,7 +165,7 @@ class Outbound:
             if self._close_code is not None:
                 await self._send_event({"type": "websocket.close", "code": int(self._close_code)})
                 self._meter.closed(self._close_code)
-                await self._leave_room()
+                await self._leave_room(self._close_code)
                 return
 
     async def _send_batch(self, batch: TickBatch) -> None:
