@@ -444,8 +444,10 @@ def bench_target(
         if plan.quick:
             if plan.wants("quick"):
                 run.scenario("quick", 2, 5)
-            if plan.wants("legacy10"):
-                run.scenario("legacy10", 2, 10)  # one frame per pose, JSON payloads
+            # The legacy wire (one frame per pose, JSON payloads); in --quick not
+            # against n, to keep the suite's smoke run short (the full run has it).
+            if plan.wants("legacy10") and server_kind != report.NODE_BASELINE:
+                run.scenario("legacy10", 2, 10)
         else:
             if plan.wants("sizes"):
                 run.sweep_sizes()
