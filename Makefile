@@ -6,7 +6,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8083
 WS_LIMITS := --websocket-max-message-size 65536 --websocket-max-frame-size 65536
 
-.PHONY: install install-runtime chromium migrate run run-daphne runserver test unit lint proto bench clean
+.PHONY: install install-runtime chromium js migrate run run-daphne runserver test unit lint proto bench clean
 
 # Two sets: requirements.txt is what runs (`make run`, the Docker image);
 # requirements-dev.txt adds the test, benchmark and lint tools.
@@ -37,7 +37,10 @@ migrate: install-runtime
 # --ws: uvicorn's websockets-sansio protocol with the frame guard (ping floods,
 # endless fragments, oversized handshakes: presence/transport/uvicorn_ws.py).
 # daphne gets the same guard from graphwiz/asgi.py (presence/transport/daphne_ws.py).
-UVICORN_WS := --ws presence.transport.uvicorn_ws:GuardedWebSocketProtocol --ws-max-size 65536 --ws-per-message-deflate false --no-proxy-headers
+# --http: uvicorn's h11 protocol with a 10 s deadline for a request head, so a
+# silent or half-sent request cannot hold a socket (presence/transport/uvicorn_http.py;
+# daphne: presence/transport/daphne_http.py, also installed from graphwiz/asgi.py).
+UVICORN_WS := --http presence.transport.uvicorn_http:GuardedH11Protocol --ws presence.transport.uvicorn_ws:GuardedWebSocketProtocol --ws-max-size 65536 --ws-per-message-deflate false --no-proxy-headers
 
 run: migrate  ## serve HTTP + WebSocket with uvicorn on $(HOST):$(PORT)
 	$(BIN)/uvicorn graphwiz.asgi:application --host $(HOST) --port $(PORT) $(UVICORN_WS)
@@ -60,8 +63,17 @@ lint: install
 chromium:
 	@scripts/ensure-chromium
 
+# The JavaScript client's Node tests (tests/js, run by tests/e2e/test_js_client.py)
+# use the versions pinned in tests/js/package-lock.json; Node 20+ is required.
+js: tests/js/node_modules/.installed
+
+tests/js/node_modules/.installed: tests/js/package.json tests/js/package-lock.json
+	@node -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 20 ? 0 : 1)' || { echo "Node 20+ is required for the JavaScript client tests: apt-get install nodejs"; exit 1; }
+	cd tests/js && npm ci --no-audit --no-fund
+	@touch $@
+
 # With TEST_DATABASE_URL (PostgreSQL) set, the database-facing tests run on it too.
-test: install chromium lint
+test: install chromium js lint
 	$(BIN)/pytest
 	@if [ -n "$$TEST_DATABASE_URL" ]; then \
 		echo "== integration tests again on PostgreSQL ($$TEST_DATABASE_URL)"; \
@@ -74,8 +86,11 @@ unit: install
 bench: install  ## fan-out benchmark against baseline a (a few minutes); bench-results/
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
+# The Python code (protoc) and the JavaScript client's schema (a protobufjs JSON
+# descriptor written from the same descriptor: presence/static/presence/schema.js).
 proto: install
 	$(BIN)/python -m grpc_tools.protoc -Iproto/graphwiz --python_out=presence/protocol --pyi_out=presence/protocol proto/graphwiz/core.proto
+	$(BIN)/python scripts/proto_js.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

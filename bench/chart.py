@@ -12,7 +12,14 @@ from typing import Any
 
 from bench.report import SWEEPS
 
-COLORS = {"a": "#555555", "daphne": "#1f77b4", "uvicorn": "#2ca02c"}
+COLORS = {"a": "#555555", "n": "#ff7f0e", "daphne": "#1f77b4", "uvicorn": "#2ca02c"}
+CHARTED_SWEEPS = (
+    "rooms10",
+    "legacy10",
+    "rooms30",
+    "room",
+    "quick",
+)  # the sizes have their own chart
 
 
 def _color(target: str) -> str:
@@ -33,7 +40,7 @@ def write_chart(results: dict[str, Any], path: Path) -> Path | None:
     targets = results["targets"]
     sweeps = [
         name
-        for name in SWEEPS
+        for name in CHARTED_SWEEPS
         if any(s["sweep"] == name for t in targets.values() for s in t.get("scenarios", []))
     ]
     if not sweeps:
@@ -83,7 +90,82 @@ def write_chart(results: dict[str, Any], path: Path) -> Path | None:
         bottom.legend(fontsize="small")
     meta = results["meta"]
     fig.suptitle(
-        f"GraphWiz presence fan-out vs baseline a — {meta['machine']}; hollow = not sustained",
+        f"GraphWiz presence fan-out vs baselines a and n — {meta['machine']}; "
+        "hollow = not sustained",
+        fontsize="medium",
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def write_size_chart(results: dict[str, Any], path: Path) -> Path | None:
+    """The room-size sweep: CPU per delivered update and p50/p99 by room size, per target.
+
+    ``None`` if matplotlib is missing or no target ran the sweep.
+    """
+    targets = {
+        name: sorted(
+            (s for s in target.get("scenarios", []) if s["sweep"] == "size"),
+            key=lambda s: s["members"],
+        )
+        for name, target in results["targets"].items()
+    }
+    targets = {name: rows for name, rows in targets.items() if rows}
+    if not targets:
+        return None
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        from matplotlib.ticker import ScalarFormatter
+    except ImportError:
+        return None
+    fig, (cost, latency) = plt.subplots(1, 2, figsize=(12, 4.8))
+    for name, rows in targets.items():
+        color = _color(name)
+        sizes = [s["members"] for s in rows]
+        us = [s["server_us_per_update"] or float("nan") for s in rows]
+        cost.plot(sizes, us, "-", color=color, label=name)
+        for s, x, y in zip(rows, sizes, us, strict=True):
+            cost.plot([x], [y], "o", color=color, markerfacecolor=color if s["ok"] else "white")
+        latency.plot(
+            sizes,
+            [s["p99_ms"] or float("nan") for s in rows],
+            "o-",
+            color=color,
+            label=f"{name} p99",
+        )
+        latency.plot(
+            sizes,
+            [s["p50_ms"] or float("nan") for s in rows],
+            "o:",
+            color=color,
+            label=f"{name} p50",
+            markerfacecolor="white",
+        )
+    hz = results["meta"]["plan"]["hz"]
+    clients = results["meta"]["plan"].get("size_clients")
+    for axis in (cost, latency):
+        axis.set_xscale("log")
+        axis.set_xticks(
+            sorted({m for rows in targets.values() for m in (s["members"] for s in rows)})
+        )
+        axis.xaxis.set_major_formatter(ScalarFormatter())
+        axis.set_xlabel(f"members per room (about {clients} clients in all, {hz:g} Hz each)")
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize="small")
+    cost.set_ylabel("server CPU µs per delivered update")
+    cost.set_title("cost per delivered pose update (lower is better)")
+    cost.set_ylim(bottom=0)
+    latency.set_yscale("log")
+    latency.set_ylabel("latency (ms)")
+    latency.set_title("p50 (dotted) and p99 (solid) latency")
+    fig.suptitle(
+        f"GraphWiz presence by room size vs baselines a and n — {results['meta']['machine']}; "
+        "hollow = not sustained",
         fontsize="medium",
     )
     fig.tight_layout()

@@ -12,7 +12,7 @@ import asyncio
 import random
 from typing import TYPE_CHECKING
 
-from bench.pose import PoseEncoder
+from bench.pose import LegacyPoseEncoder, PoseEncoder
 from bench.wsframes import (
     CloseCode,
     FrameParser,
@@ -42,6 +42,7 @@ class Client(asyncio.Protocol):
         *,
         hello: bytes | None,
         wait_hello: bool,
+        legacy: bool = False,
     ) -> None:
         self.gen = gen
         self.number = number
@@ -53,7 +54,9 @@ class Client(asyncio.Protocol):
         self.handshaken = False
         self.head = b""
         self.parser = FrameParser()
-        self.encoder = PoseEncoder(number)
+        self.encoder: PoseEncoder | LegacyPoseEncoder = (
+            LegacyPoseEncoder(number) if legacy else PoseEncoder(number)
+        )
         self.close_sent = False
         self.close_code: int | None = None
         self.lost = False
@@ -144,6 +147,9 @@ class Client(asyncio.Protocol):
 
 def check_hello(client: Client, payload: bytes) -> None:
     """The service's first frame: ``ServerHello`` makes the client ready, ``Error`` fails it."""
+    if payload.startswith(b'{"type":"SERVER_HELLO"'):  # the legacy wire's text hello
+        client.ready.set_result(None)
+        return
     try:
         message = pb.Message.FromString(payload)
     except Exception:

@@ -26,7 +26,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from bench.client import Client, check_hello
-from bench.pose import Tally, client_hello
+from bench.pose import Tally, client_hello, legacy_client_hello
 from bench.wsframes import CloseCode, HandshakeError, Opcode, handshake_request
 
 CONNECT_TIMEOUT = 10.0  # one connection: TCP + handshake (+ first frame)
@@ -75,6 +75,7 @@ class Generator:
         self.run_state: _Run | None = None
         self.lost_in_run = 0
         self.close_codes: Counter[int] = Counter()
+        self.legacy = False  # the clients speak the legacy wire (the last connect said so)
         self.reads = 0  # data_received calls: frames per read shows how batched reads are
 
     # --- callbacks from clients -------------------------------------------------
@@ -111,6 +112,7 @@ class Generator:
         host = cmd["host"]
         capabilities = cmd.get("capabilities")
         wait_hello = bool(cmd["wait_hello"])
+        legacy = self.legacy = bool(cmd.get("legacy"))
         limit = asyncio.Semaphore(int(cmd["concurrency"]))
         deadline = loop.time() + float(cmd["timeout"])
         errors: Counter[str] = Counter()
@@ -123,8 +125,12 @@ class Generator:
                     errors["deadline"] += 1
                     return
                 hello = client_hello(user, capabilities) if capabilities is not None else None
+                if legacy and capabilities is not None:  # the service sniffs the legacy hello
+                    hello = legacy_client_hello(user)
                 request = handshake_request(host, port, path, origin=f"http://{host}:{port}")
-                client = Client(self, number, request, hello=hello, wait_hello=wait_hello)
+                client = Client(
+                    self, number, request, hello=hello, wait_hello=wait_hello, legacy=legacy
+                )
                 try:
                     async with asyncio.timeout(min(CONNECT_TIMEOUT, remaining)):
                         await loop.create_connection(lambda: client, host, port)
@@ -154,7 +160,7 @@ class Generator:
         self.run_state, self.lost_in_run = run, 0
         self.close_codes.clear()
         reads0 = self.reads
-        self.tally = Tally(run.start_us, run.end_us)
+        self.tally = Tally(run.start_us, run.end_us, legacy=self.legacy)
         cpu0 = time.process_time()
         for client in self.clients:
             # Spread the senders evenly over the tick, as independent clients would be.
@@ -322,6 +328,7 @@ class GeneratorPool:
         wait_hello: bool,
         concurrency: int,
         timeout: float,
+        legacy: bool = False,
     ) -> dict[str, Any]:
         """Open ``clients`` (each to its own port) across the workers; merged counts, time, CPU."""
         base = {
@@ -329,6 +336,7 @@ class GeneratorPool:
             "host": host,
             "capabilities": capabilities,
             "wait_hello": wait_hello,
+            "legacy": legacy,
             "concurrency": max(1, concurrency // len(self.conns)),
             "timeout": timeout,
         }

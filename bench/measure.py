@@ -8,6 +8,7 @@ reports and the ``/proc`` readings into result rows (plain dicts, written to
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import time
@@ -20,6 +21,7 @@ from bench import report
 from bench.loadgen import REPLY_SLACK, ClientSpec, GeneratorPool
 from bench.pose import merge_hists, percentile_ms
 from bench.procstat import cpu_seconds, host_busy_pct, host_jiffies, rss_bytes
+from bench.profile import Profiler
 from bench.servers import HOST, ServerGroup
 
 DELIVERY_OK = 0.99  # a scenario is sustained at >= 99% delivered ...
@@ -58,7 +60,16 @@ class Plan:
     connect_concurrency: int
     batch: bool
     budget_s: float
+    sizes: list[int] = field(default_factory=lambda: [2, 4, 10, 30, 100])
+    size_clients: int = 100  # clients per room-size row: rooms = size_clients / size
+    only: frozenset[str] = frozenset()  # workloads to run (empty: all of them)
+    profile: bool = False  # py-spy the service during each workload
+    quiet_wait_s: float = QUIET_WAIT_SECONDS  # before a scenario, for other work to calm down
     tags: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+
+    def wants(self, workload: str) -> bool:
+        """Whether ``workload`` (``idle``, ``connects``, ``sizes``, a sweep) runs."""
+        return not self.only or workload in self.only
 
     def tag(self) -> str:
         """A short id unique in this run (room and user names)."""
@@ -85,7 +96,8 @@ class TargetRun:
         self.pool = pool
         self.plan = plan
         self.begin = begin
-        self.service = name != report.BASELINE
+        self.service = name not in report.BASELINES
+        self.profiler: Profiler | None = None  # set by the runner with --profile
         self.capabilities = (["batch"] if plan.batch else []) if self.service else None
         self.scenarios: list[dict[str, Any]] = []
         self.started = time.monotonic()
@@ -100,7 +112,9 @@ class TargetRun:
         """``rooms x members`` clients spread over the instances (see :func:`room_clients`)."""
         return room_clients(tag, rooms, members, self.server.ports)
 
-    def connect(self, clients: list[ClientSpec], timeout: float = 60.0) -> dict[str, Any]:
+    def connect(
+        self, clients: list[ClientSpec], timeout: float = 60.0, *, legacy: bool = False
+    ) -> dict[str, Any]:
         return self.pool.connect(
             HOST,
             clients,
@@ -108,6 +122,7 @@ class TargetRun:
             wait_hello=self.service,
             concurrency=self.plan.connect_concurrency,
             timeout=timeout,
+            legacy=legacy,
         )
 
     def close(self) -> None:
@@ -125,10 +140,12 @@ class TargetRun:
     def idle(self) -> dict[str, Any]:
         n = self.plan.idle
         self.server.wait_quiet()
+        self.snapshot_memory("idle-before")
         before = self.server.rss_bytes()
         result = self.connect(self.clients(self.plan.tag(), -(-n // ROOMS_PER_IDLE_ROOM), 10)[:n])
         self.server.wait_quiet()
         after = self.server.rss_bytes()
+        self.snapshot_memory("idle-after")
         self.close()
         connected = result["connected"]
         kb = (after - before) / 1024 / connected if connected else None
@@ -144,7 +161,9 @@ class TargetRun:
 
     def connects(self) -> dict[str, Any]:
         n = self.plan.connects
-        result = self.connect(self.clients(self.plan.tag(), -(-n // ROOMS_PER_IDLE_ROOM), 10)[:n])
+        with self.profiling("connects"):
+            clients = self.clients(self.plan.tag(), -(-n // ROOMS_PER_IDLE_ROOM), 10)[:n]
+            result = self.connect(clients)
         self.close()
         rate = result["connected"] / result["seconds"] if result["seconds"] > 0 else None
         shown = f"{rate:,.0f}/s" if rate else "n/a"
@@ -166,7 +185,10 @@ class TargetRun:
     # --- fan-out scenarios ----------------------------------------------------------------
 
     def scenario(self, sweep: str, rooms: int, members: int) -> dict[str, Any]:
-        """Measure ``rooms x members`` at ``hz``; again once if it failed on a noisy host."""
+        """Measure ``rooms x members`` at ``hz``; again once if it failed on a noisy host.
+
+        The clients of a :data:`report.LEGACY_SWEEPS` sweep speak the legacy wire.
+        """
         discarded: list[dict[str, Any]] = []
         for attempt in range(1 + NOISY_RETRIES):
             row = self._scenario_once(sweep, rooms, members)
@@ -181,7 +203,7 @@ class TargetRun:
 
     def _wait_host_quiet(self) -> float:
         """Our processes are idle now: wait (bounded) until other work leaves the host."""
-        deadline = time.monotonic() + QUIET_WAIT_SECONDS
+        deadline = time.monotonic() + self.plan.quiet_wait_s
         while True:
             busy = host_busy_pct(0.25)
             if busy < report.NOISY_OTHER_CPU_PCT or time.monotonic() > deadline:
@@ -194,7 +216,11 @@ class TargetRun:
         label = report.scenario_label(row)
         row["host_busy_before_pct"] = self._wait_host_quiet()
         self.log(f"{sweep:<8} {label:<16} connecting {rooms * members} clients …")
-        connected = self.connect(self.clients(plan.tag(), rooms, members))
+        legacy = sweep in report.LEGACY_SWEEPS
+        clients = self.clients(plan.tag(), rooms, members)
+        if legacy:  # connect as the hub-client does: the room in the query too
+            clients = [hub_client_shaped(spec) for spec in clients]
+        connected = self.connect(clients, legacy=legacy)
         row["connect_s"] = connected["seconds"]
         # No try/finally: after an error or Ctrl-C the runner renews or stops the
         # workers and stops the server, which ends these connections anyway.
@@ -203,7 +229,8 @@ class TargetRun:
             row["error"] = f"{connected['failed']} connections failed: {connected['errors']}"
         else:
             self.server.wait_quiet(timeout=3.0)  # JOIN and hello traffic done
-            row.update(self.measure(rooms * members, members))
+            with self.profiling(f"{sweep}-{rooms}x{members}"):
+                row.update(self.measure(rooms * members, members))
         self.close()
         row["p99_limit_ms"] = plan.p99_ms if sweep == "room" else plan.sat_p99_ms
         row["why_not"] = shortfall(row, row["p99_limit_ms"])
@@ -245,7 +272,32 @@ class TargetRun:
         )
         return _combine(runs, plan, members, cpu1 - cpu0, host0, host1, rss)
 
+    # --- profiles (--profile) -----------------------------------------------------------
+
+    def profiling(self, label: str) -> contextlib.AbstractContextManager[None]:
+        """py-spy over the service while the block runs (a no-op without ``--profile``)."""
+        if self.profiler is None or not self.service:
+            return contextlib.nullcontext()
+        return self.profiler.record(self.server.servers[0].pid, f"{self.name}-{label}")
+
+    def snapshot_memory(self, label: str) -> None:
+        """Ask a service started by ``bench.traced`` for a tracemalloc snapshot."""
+        if self.profiler is not None and self.service:
+            self.profiler.snapshot(self.server.servers[0].pid, f"{self.name}-{label}")
+
     # --- sweeps -------------------------------------------------------------------------
+
+    def sweep_sizes(self) -> None:
+        """Fixed load: each room size with about ``size_clients`` clients in rooms of it.
+
+        The same clients send the same poses in every row, so the rows show
+        how the cost per delivered update changes with the room alone.
+        """
+        for size in self.plan.sizes:
+            if self.over_budget():
+                break
+            rooms = max(1, round(self.plan.size_clients / size))
+            self.scenario("size", rooms, size)
 
     def sweep_rooms(self, sweep: str, members: int, start: int) -> None:
         """Double the number of rooms until saturation, then bisect ``refine`` times."""
@@ -310,6 +362,13 @@ def room_clients(tag: str, rooms: int, members: int, ports: Sequence[int]) -> li
         )
         for n in range(rooms * members)
     ]
+
+
+def hub_client_shaped(spec: ClientSpec) -> ClientSpec:
+    """``spec`` with the GraphWiz-XR hub-client's ``room_id`` query parameter added."""
+    number, port, path, user = spec
+    room = path.split("?", 1)[0].rsplit("/", 1)[-1]
+    return (number, port, f"{path}&room_id={room}", user)
 
 
 def shortfall(row: dict[str, Any], p99_limit_ms: float) -> str | None:

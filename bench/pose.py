@@ -15,7 +15,9 @@ exactly, and bit 22 is set in both so neither is ever 0.0 (proto3 would omit it)
 
 from __future__ import annotations
 
+import json
 import struct
+import time
 from collections.abc import Iterable
 
 from presence.protocol import pb
@@ -112,6 +114,61 @@ class PoseEncoder:
         )
 
 
+# --- the legacy GraphWiz-XR wire (issue 14) --------------------------------------
+# [u8 id length][id][u64 BE ms][u8 type][UTF-8 JSON]: the same pose, as a hub-client sends it.
+LEGACY_POSE = 10
+LEGACY_HELLO = 1
+_LEGACY_HEAD = struct.Struct(">QB")
+
+
+def legacy_frame(frame_id: str, kind: int, payload: dict[str, object]) -> bytes:
+    """One binary legacy frame."""
+    raw_id = frame_id.encode("ascii")
+    head = bytes([len(raw_id)]) + raw_id + _LEGACY_HEAD.pack(int(time.time() * 1000), kind)
+    return head + json.dumps(payload, separators=(",", ":")).encode()
+
+
+def legacy_client_hello(display_name: str) -> bytes:
+    """The CLIENT_HELLO a hub-client sends first (no subprotocol: the server sniffs it)."""
+    return legacy_frame(f"h-{display_name}", LEGACY_HELLO, {"displayName": display_name})
+
+
+class LegacyPoseEncoder:
+    """One legacy client's pose frames: the send time in position x and y, as in PoseEncoder."""
+
+    __slots__ = ("_id", "_z", "seq")
+
+    def __init__(self, sender: int) -> None:
+        self._id = f"p{sender:0{PAD_ID_CHARS - 1}d}"[-PAD_ID_CHARS:]
+        self._z = float(sender + 1)
+        self.seq = 0
+
+    def encode(self, sent_us: int) -> bytes:
+        """The next pose frame, stamped with ``sent_us`` (entityId "": the avatar)."""
+        x, y = split_time(sent_us)
+        self.seq += 1
+        rx, ry, rz, rw = _ROTATION
+        payload = {
+            "entityId": "",
+            "position": {"x": x, "y": y, "z": self._z},
+            "rotation": {"x": rx, "y": ry, "z": rz, "w": rw},
+            "sequenceNumber": SEQ_BASE | (self.seq % SEQ_BASE),
+        }
+        return legacy_frame(self._id, LEGACY_POSE, payload)
+
+
+def legacy_pose_time(payload: bytes) -> int | None:
+    """The send time of a legacy pose frame, or None for any other frame."""
+    try:
+        at = 1 + payload[0]
+        if payload[at + 8] != LEGACY_POSE:
+            return None
+        position = json.loads(payload[at + 9 :])["position"]
+        return join_time(position["x"], position["y"])
+    except (IndexError, ValueError, KeyError, TypeError):
+        return None
+
+
 def client_hello(display_name: str, capabilities: Iterable[str]) -> bytes:
     """A binary ``ClientHello`` announcing ``capabilities`` (e.g. ``batch``)."""
     hello = pb.ClientHello(display_name=display_name, capabilities=list(capabilities))
@@ -132,13 +189,15 @@ class Tally:
         "end_us",
         "errors",
         "hist",
+        "legacy",
         "other",
         "outside",
         "start_us",
         "undecodable",
     )
 
-    def __init__(self, start_us: int, end_us: int) -> None:
+    def __init__(self, start_us: int, end_us: int, *, legacy: bool = False) -> None:
+        self.legacy = legacy  # frames of the legacy wire: one pose per frame
         self.start_us = start_us
         self.end_us = end_us
         self.delivered = 0
@@ -151,6 +210,13 @@ class Tally:
 
     def add_frame(self, payload: bytes, now_us: int) -> None:
         """Count one received frame: a pose, a ``Batch`` of them, or something else."""
+        if self.legacy:
+            sent_us = legacy_pose_time(payload)
+            if sent_us is None:
+                self.other += 1
+            else:
+                self._add(sent_us, now_us)
+            return
         try:
             message = pb.Message.FromString(payload)
         except Exception:  # DecodeError, or a text frame's bytes

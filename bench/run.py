@@ -1,15 +1,19 @@
-"""``python -m bench``: baseline a and the service under the same load, one table.
+"""``python -m bench``: baselines a and n and the service under the same load, one table.
 
-For each target (a, then the service under uvicorn, the default, and/or
-daphne) the runner starts the server, measures KB per idle connection and
-connects per second, then sweeps pose fan-out at ``--hz``: rooms of 10 and rooms of 30 with the
-number of rooms doubling until delivery drops below 99% or p99 passes the
-threshold (then one bisection step), and one room with a growing member
-count. With ``--instances N --layer redis`` the service runs as N processes on
-one Redis and the members of every room alternate between them. Every loop is
-bounded in steps, clients and time; every child process is stopped on exit,
-Ctrl-C or error. Results go to ``<out>/results.json`` and
-``<out>/sweep.png``.
+For each target (a, the bare python ``websockets`` relay; n, the bare Node.js
+``ws`` relay; then the service under uvicorn, the default, and/or daphne) the
+runner starts the server, measures KB per idle connection and connects per
+second, then pose fan-out at ``--hz``: a fixed-load sweep of room sizes
+(``--sizes``, about ``--size-clients`` clients each), rooms of 10 and rooms of
+30 with the number of rooms doubling until delivery drops below 99% or p99
+passes the threshold (then one bisection step), and one room with a growing
+member count. The goals of the issue are judged at the end
+(:mod:`bench.goals`). With ``--instances N --layer redis`` the service runs as
+N processes on one Redis and the members of every room alternate between them.
+Every loop is bounded in steps, clients and time; every child process is
+stopped on exit, Ctrl-C or error. Results go to ``<out>/results.json``,
+``<out>/sweep.png`` and ``<out>/sizes.png``; ``--profile`` adds
+``<out>/profiles`` (:mod:`bench.profile`).
 """
 
 from __future__ import annotations
@@ -33,20 +37,24 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from bench import report
-from bench.chart import write_chart
+from bench import goals, report
+from bench.chart import write_chart, write_size_chart
 from bench.loadgen import GeneratorError, GeneratorPool
-from bench.measure import SAT_P99_MS, Plan, TargetRun, log_line
+from bench.measure import QUIET_WAIT_SECONDS, SAT_P99_MS, Plan, TargetRun, log_line
 from bench.procstat import host_busy_pct
+from bench.profile import MODES, ProfileError, Profiler, traced_command
 from bench.servers import (
+    NODE_DIR,
     PROJECT,
     SERVERS,
     ServerError,
     ServerGroup,
     ServerProcess,
+    ensure_node_relay,
     free_port,
     free_ports,
     migrate,
+    node_relay_command,
     relay_command,
     service_command,
     service_env,
@@ -55,7 +63,9 @@ from bench.storm import storm_lines, storm_target
 
 REDIS_HOSTS = ("127.0.0.1", "localhost")
 BUSY_HOST_PCT = 25.0  # other work above this share of a core before the run: warn
+QUICK_QUIET_WAIT_SECONDS = 0.5
 MAX_INSTANCES = 8  # service processes per target; the benchmark host has few cores
+WORKLOADS = ("idle", "connects", "quick", "sizes", "rooms10", "legacy10", "rooms30", "room")
 VERSIONED = ("websockets", "daphne", "uvicorn", "channels", "channels-redis", "Django", "protobuf")
 
 
@@ -81,7 +91,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default="redis://127.0.0.1:6379/12",
         help="with --layer redis (127.0.0.1 only)",
     )
-    add("--no-baseline", action="store_true", help="skip baseline a (no ratios)")
+    add("--no-baseline", action="store_true", help="skip both baselines (no ratios)")
+    add(
+        "--baselines",
+        default="a,n",
+        help="a (python websockets relay), n (Node.js ws relay), or both: a,n",
+    )
     add(
         "--instances",
         type=int,
@@ -111,6 +126,25 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--duration", type=float, default=None, help="seconds of the measurement window")
     add("--drain", type=float, default=None, help="seconds to keep receiving after the window")
     add("--members", default="50,100,150,200", help="one-room sweep sizes")
+    add("--sizes", default="2,4,10,30,100", help="room sizes of the fixed-load sweep")
+    add(
+        "--size-clients",
+        type=int,
+        default=100,
+        help="clients in each row of the room-size sweep (rooms = this / size)",
+    )
+    add(
+        "--only",
+        default="",
+        help=f"run only these workloads (comma-separated: {', '.join(WORKLOADS)})",
+    )
+    add(
+        "--profile",
+        choices=MODES,
+        default=None,
+        help="cpu: py-spy the service during each workload; memory: tracemalloc the idle "
+        "connections (into <out>/profiles; numbers not comparable with a plain run)",
+    )
     add("--rooms10-start", type=int, default=2, help="first number of rooms of 10")
     add("--rooms30-start", type=int, default=1, help="first number of rooms of 30")
     add("--refine", type=int, default=1, help="bisection steps after a sweep saturates")
@@ -121,6 +155,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--workers", type=int, default=2, help="load generator processes")
     add("--no-batch", action="store_true", help="do not announce the 'batch' capability")
     add("--budget", type=float, default=420.0, help="seconds per target before sweeps stop early")
+    add(
+        "--compare",
+        default=None,
+        metavar="RESULTS_JSON",
+        help="list every row worse than in this earlier results.json by more than 5 %%",
+    )
     add("--server-env", action="append", default=[], metavar="KEY=VALUE", help="extra service env")
     add(
         "--storm-clients",
@@ -147,9 +187,9 @@ def make_plan(args: argparse.Namespace) -> Plan:
         tick_ms=args.tick_ms,
         p99_ms=args.p99_ms if args.p99_ms is not None else args.tick_ms + 10,
         sat_p99_ms=args.sat_p99_ms,
-        warmup=pick(args.warmup, 1.0, 0.5),
-        duration=pick(args.duration, 3.0, 1.5),
-        drain=pick(args.drain, 0.5, 0.3),
+        warmup=pick(args.warmup, 1.0, 0.1),
+        duration=pick(args.duration, 3.0, 0.5),
+        drain=pick(args.drain, 0.5, 0.2),
         members=sorted({int(m) for m in args.members.split(",") if m.strip()}),
         rooms10_start=max(1, args.rooms10_start),
         rooms30_start=max(1, args.rooms30_start),
@@ -160,7 +200,44 @@ def make_plan(args: argparse.Namespace) -> Plan:
         connect_concurrency=max(1, args.connect_concurrency),
         batch=not args.no_batch,
         budget_s=args.budget,
+        sizes=sorted({int(m) for m in args.sizes.split(",") if m.strip()}),
+        size_clients=max(2, args.size_clients),
+        only=_workloads(args.only),
+        profile=args.profile is not None,
+        # --quick shows that everything works, its numbers say little: no long
+        # waits for a busy host to calm down (the test suite runs it).
+        quiet_wait_s=QUICK_QUIET_WAIT_SECONDS if quick else QUIET_WAIT_SECONDS,
     )
+
+
+def _load_reference(path: str | None) -> dict[str, Any] | None:
+    if path is None:
+        return None
+    try:
+        reference = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise SystemExit(f"--compare: cannot read {path}: {exc}") from None
+    if not isinstance(reference, dict) or "targets" not in reference:
+        raise SystemExit(f"--compare: {path} is not a results.json of python -m bench")
+    return reference
+
+
+def _workloads(raw: str) -> frozenset[str]:
+    chosen = frozenset(w.strip() for w in raw.split(",") if w.strip())
+    unknown = chosen - set(WORKLOADS)
+    if unknown:
+        raise SystemExit(f"--only: choose from {', '.join(WORKLOADS)} (got {sorted(unknown)})")
+    return chosen
+
+
+def _baseline_list(args: argparse.Namespace) -> list[str]:
+    if args.no_baseline:
+        return []
+    chosen = [b.strip() for b in args.baselines.split(",") if b.strip()]
+    unknown = [b for b in chosen if b not in report.BASELINES]
+    if unknown:
+        raise SystemExit(f"--baselines: choose from {', '.join(report.BASELINES)} (got {unknown})")
+    return [b for b in report.BASELINES if b in chosen]
 
 
 def _server_list(raw: str) -> list[str]:
@@ -249,6 +326,16 @@ def _git(*args: str) -> str:
     return done.stdout.strip()
 
 
+def _node_version() -> str | None:
+    try:
+        done = subprocess.run(
+            ["node", "--version"], capture_output=True, text=True, timeout=10, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.stdout.strip() or None
+
+
 def _meta(args: argparse.Namespace, plan: Plan) -> dict[str, Any]:
     versions: dict[str, str | None] = {}
     for name in (*VERSIONED, "matplotlib"):
@@ -256,6 +343,10 @@ def _meta(args: argparse.Namespace, plan: Plan) -> dict[str, Any]:
             versions[name] = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:
             versions[name] = None
+    versions["node"] = _node_version()
+    with contextlib.suppress(OSError, ValueError, KeyError):
+        lock = json.loads((NODE_DIR / "package-lock.json").read_text())
+        versions["ws (node)"] = lock["packages"]["node_modules/ws"]["version"]
     commit = _git("rev-parse", "--short", "HEAD")
     dirty = bool(_git("status", "--porcelain", "--untracked-files=no"))
     plan_fields = {k: v for k, v in vars(plan).items() if k != "tags"}
@@ -278,21 +369,29 @@ def _meta(args: argparse.Namespace, plan: Plan) -> dict[str, Any]:
 def bench_target(
     result: dict[str, Any],
     name: str,
-    server_kind: str | None,
+    server_kind: str,
     pool: GeneratorPool,
     plan: Plan,
     args: argparse.Namespace,
     out: Path,
     tmp: Path,
     begin: float,
+    profiler: Profiler | None = None,
 ) -> None:
-    """Start one target, measure it into ``result`` (filled as it goes), stop it."""
+    """Start one target, measure it into ``result`` (filled as it goes), stop it.
+
+    ``server_kind``: ``a`` or ``n`` (the baselines) or a service server (``uvicorn``).
+    """
     redis_prefix = ""
-    if server_kind is None:
+    if server_kind in report.BASELINES:
         port = free_port()
-        relay = ServerProcess(
-            name, port, relay_command(port), dict(os.environ), _log_path(out, name), False
-        )
+        if server_kind == report.NODE_BASELINE:
+            log_line(begin, f"{name:<16} checking Node.js and `ws` (npm ci when missing)")
+            ensure_node_relay()
+            command = node_relay_command(port)
+        else:
+            command = relay_command(port)
+        relay = ServerProcess(name, port, command, dict(os.environ), _log_path(out, name), False)
         server = ServerGroup(name, [relay])
     else:
         (tmp / name).mkdir(parents=True, exist_ok=True)
@@ -306,6 +405,15 @@ def bench_target(
         )
         log_line(begin, f"{name:<16} migrating a fresh SQLite database")
         migrate(env)  # once: every instance shares the file and the Redis prefix
+        command_for = service_command
+        if profiler is not None and profiler.mode == "memory":
+            if server_kind != "uvicorn":
+                raise SystemExit("--profile memory runs the service under uvicorn only")
+            env["BENCH_TRACEMALLOC_DIR"] = str(profiler.snapshots)
+
+            def command_for(kind: str, port: int) -> list[str]:
+                return traced_command(service_command(kind, port))
+
         n = args.instances
         server = ServerGroup(
             name,
@@ -313,7 +421,7 @@ def bench_target(
                 ServerProcess(
                     name if n == 1 else f"{name}#{i}",
                     port,
-                    service_command(server_kind, port),
+                    command_for(server_kind, port),
                     env,
                     _log_path(out, name, None if n == 1 else i),
                     True,
@@ -330,18 +438,37 @@ def bench_target(
     count = f"{len(server.servers)} x " if len(server.servers) > 1 else ""
     log_line(begin, f"{name:<16} starting: {count}{result['command']}")
     run = TargetRun(name, server, pool, plan, begin)
+    run.profiler = profiler
     result["scenarios"] = run.scenarios  # filled in place: partial results survive an error
     try:
         server.start()
-        run.warm()
-        result["idle"] = run.idle()
-        result["connects"] = run.connects()
+        if not plan.quick:  # --quick's idle number is indicative only; it keeps the suite fast
+            run.warm()
+        if plan.wants("idle"):
+            result["idle"] = run.idle()
+        if plan.wants("connects"):
+            result["connects"] = run.connects()
+        # The reconnect storm (issue 11) needs two instances on Redis: it runs
+        # once after the targets (run_storm), against fresh connects to the
+        # instance the clients resume on.
         if plan.quick:
-            run.scenario("quick", 2, 5)
+            if plan.wants("quick"):
+                run.scenario("quick", 2, 5)
+            # The legacy wire (one frame per pose, JSON payloads); in --quick not
+            # against n, to keep the suite's smoke run short (the full run has it).
+            if plan.wants("legacy10") and server_kind != report.NODE_BASELINE:
+                run.scenario("legacy10", 2, 10)
         else:
-            run.sweep_rooms("rooms10", 10, plan.rooms10_start)
-            run.sweep_rooms("rooms30", 30, plan.rooms30_start)
-            run.sweep_members()
+            if plan.wants("sizes"):
+                run.sweep_sizes()
+            if plan.wants("rooms10"):
+                run.sweep_rooms("rooms10", 10, plan.rooms10_start)
+            if plan.wants("legacy10"):
+                run.sweep_rooms("legacy10", 10, plan.rooms10_start)
+            if plan.wants("rooms30"):
+                run.sweep_rooms("rooms30", 30, plan.rooms30_start)
+            if plan.wants("room"):
+                run.sweep_members()
     finally:
         server.stop()
         if redis_prefix:
@@ -373,14 +500,18 @@ def run_storm(args: argparse.Namespace, out: Path, tmp: Path, begin: float) -> d
         _delete_redis_keys(args.redis_url, prefix)
 
 
-def finish(results: dict[str, Any], plan: Plan, begin: float) -> None:
-    """Summaries, ratios to a and goals, added to ``results`` in place."""
+def finish(
+    results: dict[str, Any], plan: Plan, begin: float, reference: dict[str, Any] | None = None
+) -> None:
+    """Summaries, ratios to a and n, goals (and rows worse than ``reference``), in place."""
     targets = results["targets"]
     for target in targets.values():
         if "scenarios" in target:
             target["summary"] = report.summarize(target)
     report.add_ratios(targets)
-    results["goals"] = [] if plan.quick else report.goals(targets)
+    results["goals"] = goals.evaluate(targets)
+    if reference is not None:
+        results["worse_than_reference"] = goals.compare(targets, reference)
     results["meta"]["duration_s"] = round(time.monotonic() - begin, 1)
 
 
@@ -396,11 +527,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     plan = make_plan(args)
     servers = _server_list(args.server)
+    reference = _load_reference(args.compare)
     _check_instances(args.instances, args.layer)
     if args.layer == "redis":
         _check_redis(args.redis_url)
-    # Baseline a stays one process: the reference the service's ratios are taken to.
-    targets: list[tuple[str, str | None]] = [] if args.no_baseline else [(report.BASELINE, None)]
+    # The baselines stay one process each: the references the ratios are taken to.
+    targets: list[tuple[str, str]] = [(b, b) for b in _baseline_list(args)]
     targets += [(target_name(kind, args.instances, args.layer), kind) for kind in servers]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -409,10 +541,15 @@ def main(argv: list[str] | None = None) -> int:
     begin = time.monotonic()
     results: dict[str, Any] = {"meta": _meta(args, plan), "targets": {}, "goals": []}
     tmp = Path(tempfile.mkdtemp(prefix="graphwiz-bench-"))
+    profiler = (
+        Profiler(args.profile, out / "profiles", out / "profiles" / "snapshots")
+        if args.profile
+        else None
+    )
     pool: GeneratorPool | None = None
     status = 0
     try:
-        busy = host_busy_pct(0.5 if plan.quick else 1.0)
+        busy = host_busy_pct(0.25 if plan.quick else 1.0)
         results["meta"]["host_busy_before_pct"] = round(busy, 1)
         if busy > BUSY_HOST_PCT:
             log_line(begin, f"warning: the host is already {busy:.0f}% busy: numbers will be noisy")
@@ -422,8 +559,8 @@ def main(argv: list[str] | None = None) -> int:
             result: dict[str, Any] = {}
             results["targets"][name] = result
             try:
-                bench_target(result, name, kind, pool, plan, args, out, tmp, begin)
-            except (ServerError, GeneratorError, OSError) as exc:
+                bench_target(result, name, kind, pool, plan, args, out, tmp, begin, profiler)
+            except (ServerError, GeneratorError, ProfileError, OSError) as exc:
                 status = 1
                 result["error"] = f"{type(exc).__name__}: {exc}"
                 log_line(begin, f"{name:<16} ERROR {result['error']}")
@@ -434,9 +571,11 @@ def main(argv: list[str] | None = None) -> int:
         if not args.no_storm:
             results["storm"] = run_storm(args, out, tmp, begin)
             write_json(results, out / "results.json")
-        finish(results, plan, begin)
+        results["meta"]["reference"] = args.compare
+        finish(results, plan, begin, reference)
         write_json(results, out / "results.json")
         chart = write_chart(results, out / "sweep.png")
+        sizes_chart = write_size_chart(results, out / "sizes.png")
         print(flush=True)
         for line in report.render(results):
             print(line)
@@ -444,10 +583,13 @@ def main(argv: list[str] | None = None) -> int:
             print()
             for line in storm_lines(results["storm"]):
                 print(line)
+        charts = ", ".join(str(c) for c in (chart, sizes_chart) if c)
         print(
             f"\nresults: {out / 'results.json'}"
-            + (f", chart: {chart}" if chart else " (no chart: matplotlib missing)")
+            + (f", charts: {charts}" if charts else " (no chart: matplotlib missing or no rows)")
         )
+        if profiler is not None:
+            print(f"profiles: {profiler.out}")
         print(f"took {results['meta']['duration_s']:.0f} s", flush=True)
     except KeyboardInterrupt:
         print("\ninterrupted: stopping the servers and the load generator", flush=True)

@@ -1,4 +1,4 @@
-"""The benchmarked servers as child processes: baseline a, daphne, uvicorn.
+"""The benchmarked servers as child processes: baselines a and n, daphne, uvicorn.
 
 Each gets a free port on 127.0.0.1, a log file in the output folder, its own
 process group (so a stop reaches everything it started) and, for the service,
@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -40,6 +42,13 @@ SERVERS = ("daphne", "uvicorn")
 SECRET_KEY = secrets.token_urlsafe(50)
 # uvicorn's websockets-sansio protocol with the frame guard (presence/transport/uvicorn_ws.py).
 UVICORN_WS_PROTOCOL = "presence.transport.uvicorn_ws:GuardedWebSocketProtocol"
+# uvicorn's h11 protocol with a deadline for a request head (presence/transport/uvicorn_http.py).
+UVICORN_HTTP_PROTOCOL = "presence.transport.uvicorn_http:GuardedH11Protocol"
+
+# Baseline n: bench/node/relay.mjs with `ws` pinned by its package-lock.json.
+NODE_DIR = PROJECT / "bench" / "node"
+NODE_MAJOR = 20  # the oldest Node.js the relay is run on
+NPM_SECONDS = 180.0
 
 _http = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # no proxy for 127.0.0.1
 
@@ -107,6 +116,47 @@ def relay_command(port: int) -> list[str]:
     return [sys.executable, "-m", "bench.baseline_relay", "--host", HOST, "--port", str(port)]
 
 
+def node_relay_command(port: int) -> list[str]:
+    """Baseline n (call :func:`ensure_node_relay` first)."""
+    node = shutil.which("node") or "node"
+    return [node, str(NODE_DIR / "relay.mjs"), "--host", HOST, "--port", str(port)]
+
+
+def ensure_node_relay() -> None:
+    """Check Node.js and install ``ws`` with ``npm ci`` when ``node_modules`` is missing.
+
+    Raises ``ServerError`` saying what to install when ``node`` or ``npm`` is
+    absent or too old, or when ``npm ci`` fails (its output attached).
+    """
+    node = shutil.which("node")
+    if node is None:
+        raise ServerError(
+            f"baseline n needs Node.js {NODE_MAJOR}+ on PATH (`node`); "
+            "install it, or pass --baselines a"
+        )
+    version = subprocess.run(
+        [node, "--version"], capture_output=True, text=True, timeout=10, check=False
+    ).stdout.strip()
+    major = re.match(r"v(\d+)\.", version)
+    if major is None or int(major.group(1)) < NODE_MAJOR:
+        raise ServerError(f"baseline n needs Node.js {NODE_MAJOR}+, found {version or 'nothing'}")
+    if (NODE_DIR / "node_modules" / "ws" / "package.json").is_file():
+        return
+    npm = shutil.which("npm")
+    if npm is None:
+        raise ServerError("baseline n needs npm to install `ws` (bench/node/package-lock.json)")
+    done = subprocess.run(
+        [npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"],
+        cwd=NODE_DIR,
+        capture_output=True,
+        text=True,
+        timeout=NPM_SECONDS,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise ServerError(f"npm ci in {NODE_DIR} failed ({done.returncode}):\n{done.stderr}")
+
+
 def service_command(server: str, port: int, *, quiet: bool = True) -> list[str]:
     """The service under ``daphne`` or ``uvicorn``, as the Makefile starts it, on ``port``.
 
@@ -139,7 +189,9 @@ def service_command(server: str, port: int, *, quiet: bool = True) -> list[str]:
             HOST,
             "--port",
             str(port),
-            # The same WebSocket options as `make run` and the Dockerfile.
+            # The same HTTP and WebSocket options as `make run` and the Dockerfile.
+            "--http",
+            UVICORN_HTTP_PROTOCOL,
             "--ws",
             UVICORN_WS_PROTOCOL,
             "--ws-max-size",

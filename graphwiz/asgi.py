@@ -15,7 +15,7 @@ with exit_on_bad_configuration():
 from channels.routing import ProtocolTypeRouter, URLRouter
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
 
-from presence.transport import daphne_ws
+from presence.transport import daphne_http, daphne_ws
 from presence.transport.lifespan import lifespan_app
 from presence.transport.routing import websocket_urlpatterns
 
@@ -23,6 +23,9 @@ from presence.transport.routing import websocket_urlpatterns
 # its factory builds ours, which bounds the frames the application never sees.
 # uvicorn is told on its command line (--ws presence.transport.uvicorn_ws:...).
 daphne_ws.install()
+# Nor for an HTTP channel class: its factory builds ours, which gives a request
+# head a deadline (uvicorn: --http presence.transport.uvicorn_http:...).
+daphne_http.install()
 
 # Everything loaded so far lives as long as the process: keep it out of the
 # cyclic collector's full passes, which otherwise stall every connection.

@@ -24,6 +24,9 @@ from graphwiz.envparse import (
     env_secret_key,
 )
 
+# The one place the default lives; a module without Django imports.
+from presence.transport.http_head import HEAD_TIMEOUT_SECONDS
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 ENV = os.environ
 
@@ -44,6 +47,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django_prometheus",
     "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI's files, served from here (no CDN)
     "channels",
     "presence",
 ]
@@ -183,11 +188,15 @@ PRESENCE = {
     ),
     "MESSAGE_RATE_STRIKES": env_int(ENV, "MESSAGE_RATE_STRIKES", 3, minimum=1),
     "REDIS_URL": REDIS_URL,
+    "LEGACY_DETECT_SECONDS": env_float(ENV, "PRESENCE_LEGACY_DETECT_SECONDS", 0.5, minimum=0.0),
     "WS_CONTROL_FRAME_LIMIT": env_int(ENV, "PRESENCE_WS_CONTROL_FRAME_LIMIT", 30, minimum=1),
     "WS_CONTROL_FRAME_WINDOW_SECONDS": env_float(
         ENV, "PRESENCE_WS_CONTROL_FRAME_WINDOW_SECONDS", 10.0, minimum=0.001
     ),
     "WS_MAX_FRAGMENTS": env_int(ENV, "PRESENCE_WS_MAX_FRAGMENTS", 128, minimum=1),
+    "HTTP_HEAD_TIMEOUT_SECONDS": env_float(
+        ENV, "PRESENCE_HTTP_HEAD_TIMEOUT_SECONDS", HEAD_TIMEOUT_SECONDS, minimum=0.001
+    ),
     "REGISTRY_LEASE_SECONDS": env_float(
         ENV, "PRESENCE_REGISTRY_LEASE_SECONDS", 15.0, minimum=0.001
     ),
@@ -197,6 +206,14 @@ PRESENCE = {
     "POSE_SYNC_HZ": env_float(ENV, "PRESENCE_POSE_SYNC_HZ", 4.0, minimum=0.001),
     "ACCOUNT_CHECK_SECONDS": env_float(ENV, "PRESENCE_ACCOUNT_CHECK_SECONDS", 5.0, minimum=0.001),
     "RTT_PROBE_SECONDS": env_float(ENV, "PRESENCE_RTT_PROBE_SECONDS", 30.0, minimum=0.0),
+    "CHAT_HISTORY": env_int(ENV, "PRESENCE_CHAT_HISTORY", 50, minimum=0),
+    "SIGNAL_QUEUE_SIZE": env_int(ENV, "PRESENCE_SIGNAL_QUEUE_SIZE", 10_000, minimum=1),
+    "SIGNAL_RECEIVER_TIMEOUT_SECONDS": env_float(
+        ENV, "PRESENCE_SIGNAL_RECEIVER_TIMEOUT_SECONDS", 5.0, minimum=0.001
+    ),
+    "API_COMMAND_TIMEOUT_SECONDS": env_float(
+        ENV, "PRESENCE_API_COMMAND_TIMEOUT_SECONDS", 5.0, minimum=0.001
+    ),
     "METRICS_ALLOWED_NETWORKS": env_networks(
         ENV, "PRESENCE_METRICS_ALLOWED_NETWORKS", INTERNAL_NETWORKS, blank_is_default=True
     ),
@@ -223,6 +240,7 @@ DAPHNE_WEBSOCKET_MAX_FRAME_SIZE = 64 * 1024
 
 # --- Tokens for the WebSocket handshake: POST /api/token/ (simplejwt).
 REST_FRAMEWORK = {
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework_simplejwt.authentication.JWTAuthentication",
         "rest_framework.authentication.SessionAuthentication",
@@ -233,6 +251,10 @@ REST_FRAMEWORK = {
         "token_ip": env_rate(ENV, "API_TOKEN_RATE_PER_IP", "30/minute"),
         "token_username": env_rate(ENV, "API_TOKEN_RATE_PER_USERNAME", "5/minute"),
         "token_refresh_ip": env_rate(ENV, "API_TOKEN_REFRESH_RATE_PER_IP", "60/minute"),
+        # presence/web/api/page.py: the page's token for a signed-in user, and
+        # the public room list.
+        "session_token_user": env_rate(ENV, "API_SESSION_TOKEN_RATE", "30/minute"),
+        "public_rooms_ip": env_rate(ENV, "API_PUBLIC_ROOMS_RATE_PER_IP", "30/minute"),
     },
 }
 # The throttles' counts: in Redis with REDIS_URL, so a limit holds however many
@@ -250,6 +272,20 @@ CACHES = {
         if REDIS_URL
         else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "throttle"}
     ),
+}
+# GET /api/schema/ (OpenAPI 3) and /api/docs/ (Swagger UI): presence/web/api/urls.py.
+SPECTACULAR_SETTINGS = {
+    "TITLE": "GraphWiz presence API",
+    "DESCRIPTION": (
+        "Rooms, chat history, announcements and moderation (README, 'HTTP API'). "
+        "Authenticate with a session or 'Authorization: Bearer <access token>' from "
+        "POST /api/token/."
+    ),
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 SIMPLE_JWT = {
     "ACCESS_TOKEN_LIFETIME": timedelta(

@@ -23,6 +23,7 @@ from django.urls import URLPattern, path, reverse
 from django.views.decorators.http import require_POST
 
 from presence import moderation
+from presence.auth import MODERATE_PERMISSION
 from presence.cluster.hub import BackendUnavailable
 from presence.cluster.registry import RegistryUnavailable, RoomView
 from presence.models import ChatMessage, ConnectionSession, ModerationAction, Room, RoomBan
@@ -162,6 +163,7 @@ class RoomAdmin(admin.ModelAdmin):
             context["live_error"] = REGISTRY_DOWN
         context["live_refresh_ms"] = LIVE_REFRESH_MS
         context["moderation_actions"] = [a.value for a in Action]
+        context["may_moderate"] = request.user.has_perm(MODERATE_PERMISSION)
         return super().change_view(request, object_id, form_url, context)
 
     def live_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
@@ -177,7 +179,7 @@ class RoomAdmin(admin.ModelAdmin):
     def moderate_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         """Kick (optionally ban), mute, unmute, lock or unlock, from the room's page."""
         room = get_object_or_404(Room, pk=object_id)
-        if not self.has_change_permission(request, room):
+        if not request.user.has_perm(MODERATE_PERMISSION):  # the same rule as clients and the API
             raise PermissionDenied
         back = reverse("admin:presence_room_change", args=[room.pk])
         form = ModerationForm(request.POST)
@@ -224,9 +226,11 @@ class RoomAdmin(admin.ModelAdmin):
 
     def get_readonly_fields(self, request: HttpRequest, obj: Room | None = None) -> Any:
         # The id is the primary key: editing it would save a copy under a new id.
-        if obj is not None:
-            return ("id", *self.readonly_fields)
-        return self.readonly_fields
+        fields = ("id", *self.readonly_fields) if obj is not None else self.readonly_fields
+        # Locking is moderation: only with presence.moderate_room.
+        if not request.user.has_perm(MODERATE_PERMISSION):
+            fields = (*fields, "locked")
+        return fields
 
     @admin.display(description="present now", ordering="present_now")
     def present_now(self, obj: Room) -> int:

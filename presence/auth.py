@@ -32,6 +32,8 @@ MAX_USER_ID = 128
 # JSON-parse megabytes before the signature check.
 MAX_TOKEN_CHARS = 4096
 ROOM_CLAIM = "room"
+# The Django permission that lets a user kick, mute and lock (clients, admin, HTTP API).
+MODERATE_PERMISSION = "presence.moderate_room"
 
 INVALID_TOKEN = "invalid token"
 EXPIRED_TOKEN = "token expired"
@@ -48,7 +50,7 @@ class Identity:
     django_user_id: int | None = None
     display_name: str = ""
     expires_at: float | None = None  # the token's ``exp`` (epoch seconds); None in dev mode
-    staff: bool = False  # a staff user: may moderate rooms
+    moderator: bool = False  # has presence.moderate_room: may kick, mute and lock
     # simplejwt's digest of the user's password hash when the token was checked:
     # a socket whose user's password changed since is closed (presence/accounts.py).
     password_stamp: str = ""
@@ -150,9 +152,15 @@ def authenticate_token(token: str, *, room_id: str) -> Identity:
         django_user_id=user.pk,
         display_name=user.get_username(),
         expires_at=float(exp),
-        staff=bool(getattr(user, "is_staff", False)),
+        moderator=may_moderate(user),
         password_stamp=get_md5_hash_password(user.password),
     )
+
+
+def may_moderate(user: Any) -> bool:
+    """True for an active user with ``presence.moderate_room`` (superusers have it)."""
+    has_perm = getattr(user, "has_perm", None)
+    return bool(has_perm is not None and has_perm(MODERATE_PERMISSION))
 
 
 def _token_user(payload: dict[str, Any]) -> AbstractBaseUser:

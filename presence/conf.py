@@ -19,6 +19,7 @@ from django.dispatch import receiver
 
 from presence.protocol.frameguard import FrameLimits
 from presence.protocol.validation import FieldLimits
+from presence.transport.http_head import HEAD_TIMEOUT_SECONDS
 from presence.transport.ratelimits import trusted_networks
 
 
@@ -54,16 +55,27 @@ class PresenceSettings:
     MESSAGE_RATE_WINDOW_SECONDS: float = 1.0
     MESSAGE_RATE_STRIKES: int = 3  # consecutive windows over the limit before 4008
     REDIS_URL: str = ""  # shared registry and rate-limit windows when set
+    # Issue 14: a socket that negotiated nothing is joined once its first frame
+    # says whether it is a legacy GraphWiz-XR client, or after this long; 0 = no
+    # sniffing (only ?protocol=legacy picks the legacy wire).
+    LEGACY_DETECT_SECONDS: float = 0.5
     # --- below the application: frames the server's WebSocket layer handles
     WS_CONTROL_FRAME_LIMIT: int = 30  # pings and pongs per window, then close 4008
     WS_CONTROL_FRAME_WINDOW_SECONDS: float = 10.0
     WS_MAX_FRAGMENTS: int = 128  # frames of one message, then close 1009
+    # ... and the HTTP layer: a request head not whole in time is answered 408
+    HTTP_HEAD_TIMEOUT_SECONDS: float = HEAD_TIMEOUT_SECONDS
     # --- many instances on one Redis (README "Scaling out")
     REGISTRY_LEASE_SECONDS: float = 15.0  # an instance silent this long is swept
     REGISTRY_HEARTBEAT_SECONDS: float = 5.0  # heartbeat and sweep period
     POSE_SYNC_HZ: float = 4.0  # pose writes to the registry per second, at most
     # --- accounts (presence/cluster/account_watch.py)
     ACCOUNT_CHECK_SECONDS: float = 5.0  # re-read the accounts of open sockets this often
+    # --- the server-side API, signals, chat history (README "Your code and rooms")
+    CHAT_HISTORY: int = 50  # chat lines a joiner gets in initial_state.recent_chat; 0 = off
+    SIGNAL_QUEUE_SIZE: int = 10_000  # events waiting for receivers, then dropped (counted)
+    SIGNAL_RECEIVER_TIMEOUT_SECONDS: float = 5.0  # a receiver slower than this is given up on
+    API_COMMAND_TIMEOUT_SECONDS: float = 5.0  # wait for the instance hosting a room to answer
     # --- metrics (README "Metrics")
     RTT_PROBE_SECONDS: float = 30.0  # server Ping to every connection this often; 0 = off
     # Who may read /metrics: loopback and the private ranges (graphwiz/settings.py,
@@ -115,6 +127,11 @@ def build(overrides: dict[str, Any]) -> PresenceSettings:
             )
         if expected in (int, float):
             _check_number(name, value)
+    history = overrides.get("CHAT_HISTORY", DEFAULTS["CHAT_HISTORY"])
+    if history > MAX_CHAT_HISTORY:
+        raise ImproperlyConfigured(
+            f"PRESENCE['CHAT_HISTORY'] must be 0 to {MAX_CHAT_HISTORY}, got {history!r}"
+        )
     lease = overrides.get("REGISTRY_LEASE_SECONDS", DEFAULTS["REGISTRY_LEASE_SECONDS"])
     heartbeat = overrides.get("REGISTRY_HEARTBEAT_SECONDS", DEFAULTS["REGISTRY_HEARTBEAT_SECONDS"])
     if heartbeat >= lease:
@@ -142,8 +159,18 @@ def build(overrides: dict[str, Any]) -> PresenceSettings:
     return PresenceSettings(**overrides)
 
 
-# 0 means "off" (no re-sends: the first unacked interval closes with 4009).
-_MAY_BE_ZERO = {"HEARTBEAT_INTERVAL_MS", "TICK_HZ", "RTT_PROBE_SECONDS", "MESSAGE_MAX_RETRIES"}
+# 0 = off. MESSAGE_MAX_RETRIES 0: no re-sends, the first unacked interval closes with 4009.
+_MAY_BE_ZERO = {
+    "HEARTBEAT_INTERVAL_MS",
+    "TICK_HZ",
+    "RTT_PROBE_SECONDS",
+    "CHAT_HISTORY",
+    "LEGACY_DETECT_SECONDS",
+    "MESSAGE_MAX_RETRIES",
+}
+# A joiner's ServerHello carries the history: at 2,000 characters a line, 500
+# lines are up to 4 MB, the most a hello should ever weigh.
+MAX_CHAT_HISTORY = 500
 _UINT32_MAX = 0xFFFFFFFF
 
 

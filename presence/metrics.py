@@ -76,6 +76,23 @@ def count_layer_failure(operation: str) -> None:
     CHANNEL_LAYER_FAILURES.labels(operation=operation).inc()
 
 
+SIGNAL_DELIVERIES = Counter(
+    "presence_signal_deliveries",
+    "Signal receiver calls (presence.signals), by outcome: sent, failed (raised), timed_out "
+    "(slower than PRESENCE_SIGNAL_RECEIVER_TIMEOUT_SECONDS), dropped (queue or threads full).",
+    ["outcome"],
+)
+_SIGNAL_OUTCOMES = {
+    outcome: SIGNAL_DELIVERIES.labels(outcome=outcome)
+    for outcome in ("sent", "failed", "timed_out", "dropped")
+}
+
+
+def count_signal(outcome: str) -> None:
+    """Count one signal receiver call (or one dropped event) by ``outcome``."""
+    _SIGNAL_OUTCOMES[outcome].inc()
+
+
 class OverCapacityCounter(logging.Filter):
     """Counts the core Redis layer's over-capacity drops, which it only logs at INFO."""
 

@@ -31,6 +31,12 @@ class Room(models.Model):
 
     class Meta:
         ordering = ["id"]
+        # With Django's view_room: who may do what through presence.rooms'
+        # HTTP API, the admin and clients' moderation messages (README "Permissions").
+        permissions = [
+            ("moderate_room", "Can kick, mute and lock in rooms"),
+            ("announce", "Can post chat into rooms as the server"),
+        ]
 
     def __str__(self) -> str:
         return self.id

@@ -13,6 +13,7 @@ from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 
+from presence import signals
 from presence.cluster.instance import get_hub
 from presence.cluster.registry import RoomView
 from presence.models import ModerationAction
@@ -28,8 +29,22 @@ async def _user_of(room_id: str, client_id: str) -> str:
     return await get_hub().user_of(room_id, client_id) if client_id else ""
 
 
-async def _announce(room_id: str, order: ModerationOrder) -> None:
+async def _announce(room_id: str, order: ModerationOrder, actor_user_id: int | None) -> None:
     await get_hub().moderate(room_id, order)
+    signal(room_id, order, actor_user_id=actor_user_id)
+
+
+def signal(room_id: str, order: ModerationOrder, *, actor_user_id: int | None) -> None:
+    """Queue the ``moderation_action`` signal of a recorded ``order`` (on the running loop)."""
+    signals.emit(
+        "moderation_action",
+        room_id=room_id,
+        action=str(order.action),
+        target_client_id=order.target_client_id,
+        by_client_id=order.by_client_id,
+        actor_user_id=actor_user_id,
+        reason=order.reason,
+    )
 
 
 def _record(
@@ -77,4 +92,4 @@ def moderate_from_admin(
     # the order goes to the hub on the server's loop.
     target_user_id = async_to_sync(_user_of)(room_id, target_client_id)
     _record(room_id, order, actor_user_id=user.pk, target_user_id=target_user_id)
-    async_to_sync(_announce)(room_id, order)
+    async_to_sync(_announce)(room_id, order, user.pk)

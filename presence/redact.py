@@ -30,24 +30,40 @@ REDACTED = "[REDACTED]"
 SENSITIVE_PARAMETERS = frozenset(
     {"auth_token", "token", "access", "refresh", "session_id", "sessionid", "password"}
 )
-# A ``name=value`` pair at the start of a string or after ``?``, ``&``, ``;`` or
-# white space. The name may be percent-encoded (``auth%5Ftoken`` is what a
-# query parser reads as ``auth_token``); the value runs to the next separator.
-_PAIR = re.compile(r"(?<![^?&;\s])(?P<name>[\w.%+~-]{1,64})=(?P<value>[^&;#?\s\"'<>]*)")
+# A parameter name followed by ``=``, not preceded by another name character
+# (so ``?``, ``&``, ``;``, ``,``, ``|``, white space, the start, or another
+# value's ``=``). The name may be percent-encoded (``auth%5Ftoken`` is what a
+# query parser reads as ``auth_token``) or start with ``+`` (a space).
+_NAME = re.compile(r"(?<![\w.%+~-])(?P<name>[\w.%+~-]{1,64})=")
+# A sensitive value runs to the next ``&`` as a query parser reads it (quotes,
+# ``#``, ``?`` and ``;`` included), or to white space or ``"`` (the end of a
+# request line as servers log it).
+_VALUE_END = re.compile(r'[&\s"]')
+# A JSON Web Token (simplejwt's access and refresh tokens) wherever it stands: in
+# a path, a bare query, after an odd separator. Its header is base64url JSON,
+# so it starts with ``eyJ``; header and claims at least (dots maybe encoded).
+_JWT = re.compile(r"eyJ[\w-]{4,}(?:\.|%2[Ee])[\w-]{4,}(?:(?:\.|%2[Ee])[\w-]*)?")
 
 
-def _replace(match: re.Match[str]) -> str:
-    name = match.group("name")
-    if unquote_plus(name).lower() not in SENSITIVE_PARAMETERS:
-        return match.group(0)
-    return f"{name}={REDACTED}"
+def _sensitive(name: str) -> bool:
+    return unquote_plus(name).strip().lower() in SENSITIVE_PARAMETERS
 
 
 def redact(text: str) -> str:
-    """``text`` with the value of every sensitive ``name=value`` pair replaced."""
-    if "=" not in text:  # the common case: nothing to look at
+    """``text`` with every sensitive ``name=value`` value and every JWT replaced."""
+    if "=" not in text and "eyJ" not in text:  # the common case: nothing to look at
         return text
-    return _PAIR.sub(_replace, text)
+    parts: list[str] = []
+    done = 0  # text[:done] is in parts
+    for match in _NAME.finditer(text):
+        if match.start() < done or not _sensitive(match.group("name")):
+            continue
+        end = _VALUE_END.search(text, match.end())
+        parts += [text[done : match.end()], REDACTED]
+        done = end.start() if end else len(text)
+    if parts:
+        text = "".join(parts) + text[done:]
+    return _JWT.sub(REDACTED, text) if "eyJ" in text else text
 
 
 def _redact_value(value: Any) -> Any:

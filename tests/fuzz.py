@@ -16,6 +16,9 @@ from presence.protocol import pb
 
 _HOSTILE_TEXT = ["\x00", "\x1b[31m", "\ud7ff", "\u202e", "\x7f", "\n", "🚀", "\u200d"]
 _JSON_NOISE = '{}[]":,0123456789aeE-+.\\u\x00 nulltrue'
+# Escapes put right after a quote: lone surrogates (no UTF-8 exists for them)
+# in field names, map keys, strings and base64 bytes.
+_JSON_ESCAPES = ["\\ud800", "\\udfff", "\\udc00x", "\\u0000"]
 
 
 def valid_messages() -> list[pb.Message]:
@@ -70,6 +73,12 @@ class FrameFuzzer:
 
     def _noisy_json(self, message: pb.Message) -> str:
         chars = list(json_format.MessageToJson(message))
+        if self.rng.random() < 0.5:
+            quotes = [i for i, c in enumerate(chars) if c == '"']
+            for _ in range(self.rng.randint(1, 2)):
+                at = self.rng.choice(quotes)
+                chars[at] += self.rng.choice(_JSON_ESCAPES)
+            return "".join(chars)
         for _ in range(self.rng.randint(1, 3)):
             chars[self.rng.randrange(len(chars))] = self.rng.choice(_JSON_NOISE)
         return "".join(chars)

@@ -24,6 +24,10 @@ from presence.protocol.room import Broadcast
 logger = logging.getLogger(__name__)
 
 FANOUT_EVENT = "presence.fanout"
+# A server-side API call (presence.rooms) for the instance named in "instance";
+# it answers on the caller's "reply_to" channel with a REPLY_EVENT.
+COMMAND_EVENT = "presence.command"
+REPLY_EVENT = "presence.reply"
 READER_RETRY_SECONDS = 1.0  # back-off when the channel layer fails to deliver
 
 
@@ -58,10 +62,12 @@ class LayerBridge:
         *,
         origin: str,
         on_event: Callable[[dict[str, Any]], None],
+        on_command: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
         self.layer = layer
         self.origin = origin
         self.on_event = on_event
+        self.on_command = on_command
         # The in-process layer has no other process to reach: skip the round trip.
         self.remote = layer is not None and not isinstance(layer, InMemoryChannelLayer)
         self.subscribed: set[str] = set()
@@ -113,6 +119,16 @@ class LayerBridge:
         except Exception:
             metrics.count_layer_failure("group_send")
             logger.warning("could not tell an instance that its session moved")
+
+    async def reply(self, channel: str, answer: dict[str, Any]) -> None:
+        """Answer a command on the caller's channel; a caller gone or Redis down is logged."""
+        if self.layer is None or not channel:
+            return
+        try:
+            await self.layer.send(channel, {"type": REPLY_EVENT, **answer})
+        except Exception as exc:  # the layer raises whatever its client raises
+            metrics.count_layer_failure("send")
+            logger.warning("could not answer a server-side API call (%r)", exc)
 
     async def subscribe(self, room_id: str) -> None:
         """Join the room's group (and start the reader); raise :class:`LayerFailed`."""
@@ -207,6 +223,10 @@ class LayerBridge:
                 metrics.count_layer_failure("receive")
                 logger.exception("channel layer receive failed; retrying")
                 await asyncio.sleep(READER_RETRY_SECONDS)
+                continue
+            if event.get("type") == COMMAND_EVENT:
+                if event.get("instance") == self.origin and self.on_command is not None:
+                    self.on_command(event)
                 continue
             if event.get("type") == SESSION_EVENT:
                 pass

@@ -33,7 +33,7 @@ from typing import Any
 
 from channels.layers import BaseChannelLayer
 
-from presence import metrics
+from presence import metrics, signals
 from presence.cluster.bridge import SESSION_EVENT, LayerBridge, LayerFailed
 from presence.cluster.catchup import CatchUp
 from presence.cluster.hub_sessions import (
@@ -44,6 +44,7 @@ from presence.cluster.hub_sessions import (
     adopt_player,
 )
 from presence.cluster.publisher import Publisher
+from presence.cluster.recent_chat import InProcessRecentChat, RecentChat
 from presence.cluster.registry import (
     Arrival,
     Departure,
@@ -71,14 +72,23 @@ DEFAULT_TICK_HZ = 20.0
 # jitter across a tick boundary keeps both instead of losing one; a faster
 # sender is cut to its newest two per tick.
 DEFAULT_POSES_PER_ENTITY = 2
+DEFAULT_CHAT_HISTORY = 50  # PRESENCE_CHAT_HISTORY's default
 # A room left empty stays subscribed this long: members of a room that empties
 # and fills again (reconnects, churn) do not pay a group_discard and a
 # group_add, which channels_redis sends one at a time with every publish.
 UNSUBSCRIBE_LINGER_SECONDS = 10.0
 
 
+_ENTITY_SIGNALS = frozenset({"entity_spawn", "entity_despawn"})
+
+
 def _initial_state(
-    snapshot: RoomSnapshot, local: RoomState, *, for_client: str, now_ms: int
+    snapshot: RoomSnapshot,
+    local: RoomState,
+    *,
+    for_client: str,
+    now_ms: int,
+    recent_chat: list[pb.ChatMessage] | None = None,
 ) -> pb.WorldState:
     """The room for a joiner: the registry's view, this process's own members as they are now.
 
@@ -97,9 +107,16 @@ def _initial_state(
         for client_id, player in local.players.items()
         if client_id not in listed and client_id != for_client
     ]
-    entities = [e for e in snapshot.entities if e.owner_id not in local.players]
+    # The server's entities this process holds are newer than the registry's copy.
+    entities = [
+        e
+        for e in snapshot.entities
+        if e.owner_id not in local.players and e.id not in local.entities
+    ]
     entities += [entity.snapshot() for entity in local.entities.values()]
-    return pb.WorldState(players=players, entities=entities, last_update=now_ms)
+    return pb.WorldState(
+        players=players, entities=entities, last_update=now_ms, recent_chat=recent_chat or []
+    )
 
 
 async def _forget(client_ids: list[str]) -> None:
@@ -124,6 +141,7 @@ class Hub(SessionHolding):
         poses_per_entity: int = DEFAULT_POSES_PER_ENTITY,
         on_lost: Callable[[list[str]], Awaitable[None]] = _forget,
         on_access_changed: Callable[[str], None] = _ignore,
+        recent_chat: RecentChat | None = None,
         sessions: SessionStore | None = None,
         grace_seconds: float = 10.0,
         window_seconds: float = 60.0,
@@ -145,7 +163,14 @@ class Hub(SessionHolding):
         self.clock = clock
         self.instance_id = instance_id or uuid.uuid4().hex[:12]
         self.catchup = CatchUp(origin=self.instance_id)
-        self.bridge = LayerBridge(layer, origin=self.instance_id, on_event=self._receive_remote)
+        # The room's last chat lines for joiners (presence.cluster.recent_chat).
+        self.recent_chat: RecentChat = recent_chat or InProcessRecentChat(DEFAULT_CHAT_HISTORY)
+        self.bridge = LayerBridge(
+            layer,
+            origin=self.instance_id,
+            on_event=self._receive_remote,
+            on_command=self._receive_command,
+        )
         self.publisher = Publisher(
             self.bridge,
             write=self._write_before_publishing,
@@ -163,6 +188,7 @@ class Hub(SessionHolding):
         self._heard_while_joining: dict[str, Heard] = {}
         self._ids = itertools.count(1)
         self._ticker: asyncio.Task[None] | None = None
+        self._commands: set[asyncio.Task[None]] = set()  # API calls being answered
         self.keeper: Any = None  # presence.cluster.keeper.Keeper, when the registry is shared
         self.registered = False  # the registry has seen this instance (join or heartbeat)
         self.draining = False  # shutting down: joins are refused
@@ -180,20 +206,27 @@ class Hub(SessionHolding):
     # --- membership -------------------------------------------------------
 
     async def join(
-        self, room_id: str, member: Member, player: Player, *, client_label: str = ""
+        self,
+        room_id: str,
+        member: Member,
+        player: Player,
+        *,
+        client_label: str = "",
+        greet: Callable[[pb.ServerHello], None] | None = None,
     ) -> tuple[pb.ServerHello, list[Broadcast]]:
         """Add ``member`` to the room; return its ``ServerHello`` and the JOIN.
 
         The registry records the connection first and answers with the host
         and the room as every instance sees it. Local members already have
-        the JOIN; the caller queues the hello, then publishes the JOIN to the
-        other processes. Nothing reaches the joiner before its hello: no await
-        lies between registering and returning.
+        the JOIN; the caller publishes it to the other processes. ``greet``
+        queues the hello to the joiner: it is called once the member is
+        registered and before anything else reaches it (what other
+        instances announced while the registry answered follows the hello).
         """
         if self.draining:
             raise Draining
         async with self._room_order(room_id):
-            return await self._join(room_id, member, player, client_label)
+            return await self._join(room_id, member, player, client_label, greet)
 
     async def _join(
         self,
@@ -201,6 +234,7 @@ class Hub(SessionHolding):
         member: Member,
         player: Player,
         client_label: str,
+        greet: Callable[[pb.ServerHello], None] | None,
         *,
         resume: bool = False,
         heard: Heard | None = None,
@@ -210,10 +244,11 @@ class Hub(SessionHolding):
         if heard is None:
             heard = self._heard_while_joining[room_id] = Heard()
         try:
-            if resume:
-                snapshot = await self.registry.join(arrival, resume=True)
-            else:
-                snapshot = await self.registry.join(arrival)
+            # The recent chat is read alongside (it never raises): one wait, not two.
+            joined = (
+                self.registry.join(arrival, resume=True) if resume else self.registry.join(arrival)
+            )
+            snapshot, recent_chat = await asyncio.gather(joined, self.recent_chat.read(room_id))
         except RegistryUnavailable as exc:
             if room_id not in self.rooms:
                 self._unsubscribe_later(room_id)
@@ -246,9 +281,24 @@ class Hub(SessionHolding):
             room_id=room_id,
             host_client_id=room.state.host_client_id,
             initial_state=_initial_state(
-                snapshot, room.state, for_client=player.client_id, now_ms=now_ms
+                snapshot,
+                room.state,
+                for_client=player.client_id,
+                now_ms=now_ms,
+                recent_chat=recent_chat,
             ),
         )
+        if greet is not None:
+            greet(hello)
+        if not snapshot.moved:  # a member resumed in its grace never left
+            signals.emit(
+                "member_joined",
+                room_id=room_id,
+                client_id=player.client_id,
+                user_id=player.user_id,
+                display_name=player.display_name,
+                instance_id=self.instance_id,
+            )
         # What other instances announced while the registry answered may be
         # newer than the snapshot: the joiner hears it after its hello (a LEAVE
         # of someone the snapshot no longer lists is harmless; a missed one
@@ -266,22 +316,31 @@ class Hub(SessionHolding):
             self.emptied.set()
         self._unsubscribe_later(room_id)
 
-    async def leave(self, room_id: str, member: Member) -> None:
-        """Remove ``member``: LEAVE, despawns and host hand-over reach the others."""
+    async def leave(self, room_id: str, member: Member, *, close_code: int = 1000) -> None:
+        """Remove ``member``: LEAVE, despawns and host hand-over reach the others.
+
+        ``close_code``: how its connection ended (``member_left``'s reason).
+        """
         room = self.rooms.get(room_id)
         if room is None or room.members.get(member.client_id) is not member:
             return
         # Shielded: a connection cancelled while leaving still leaves the room.
-        await asyncio.shield(self._leave_in_order(room_id, member))
+        await asyncio.shield(self._leave_in_order(room_id, member, close_code))
 
-    async def _leave_in_order(self, room_id: str, member: Member) -> None:
+    async def _leave_in_order(self, room_id: str, member: Member, close_code: int) -> None:
         async with self._room_order(room_id):
             room = self.rooms.get(room_id)
             if room is not None and room.members.get(member.client_id) is member:
-                await self._leave(room_id, room, member)
+                await self._leave(room_id, room, member, close_code)
 
     async def _leave(
-        self, room_id: str, room: LocalRoom, member: Member, *, listening: bool = False
+        self,
+        room_id: str,
+        room: LocalRoom,
+        member: Member,
+        close_code: int,
+        *,
+        listening: bool = False,
     ) -> None:
         """``listening``: a detached session's grace ended; it hears its own LEAVE and stays."""
         if not listening:
@@ -303,7 +362,12 @@ class Hub(SessionHolding):
             room.state.players.pop(member.client_id, None)
             return
         now_ms = self.now_ms()
+        player = room.state.players.get(member.client_id)
         broadcasts = room.state.leave(member.client_id, now_ms=now_ms).broadcasts
+        if player is not None:  # its LEAVE is published here (not already announced)
+            self._signal_departure(
+                room_id, player.client_id, player.user_id, broadcasts, close_code=close_code
+            )
         host = None
         if departure is not None and departure.host_changed:
             broadcasts.extend(room.state.hand_over(departure.new_host, now_ms=now_ms))
@@ -400,10 +464,18 @@ class Hub(SessionHolding):
         for gone in departures:
             room, state = self._room_and_state(gone.room_id)
             now_ms = self.now_ms()
-            state.players.pop(gone.client_id, None)
+            player = state.players.pop(gone.client_id, None)
             for entity_id in gone.entity_ids:
                 state.entities.pop(entity_id, None)
             broadcasts = state.departure(gone.client_id, gone.entity_ids, now_ms=now_ms)
+            self._signal_departure(
+                gone.room_id,
+                gone.client_id,
+                player.user_id if player is not None else "",
+                broadcasts,
+                close_code=0,
+                reason="lost" if lost else "closed",
+            )
             host = None
             if gone.host_changed:
                 broadcasts.extend(state.hand_over(gone.new_host, now_ms=now_ms))
@@ -452,7 +524,50 @@ class Hub(SessionHolding):
         outcome.broadcasts = self._route(room, outcome.broadcasts)
         if outcome.moderation is not None:
             self.enforce(room_id, outcome.moderation)
+        if kind in _ENTITY_SIGNALS and outcome.broadcasts:  # it was applied
+            self._signal_entity(room_id, kind, message, client_id)
         return outcome
+
+    def _signal_entity(self, room_id: str, kind: str, message: pb.Message, owner: str) -> None:
+        if kind == "entity_spawn":
+            spawn = message.entity_spawn
+            signals.emit(
+                "entity_spawned",
+                room_id=room_id,
+                entity_id=spawn.entity_id,
+                template_id=spawn.template_id,
+                owner_id=owner,
+                components=dict(spawn.components),
+            )
+        else:
+            entity_id = message.entity_despawn.entity_id
+            signals.emit("entity_despawned", room_id=room_id, entity_id=entity_id, owner_id=owner)
+
+    def _signal_departure(
+        self,
+        room_id: str,
+        client_id: str,
+        user_id: str,
+        broadcasts: list[Broadcast],
+        *,
+        close_code: int,
+        reason: str = "",
+    ) -> None:
+        """``member_left`` and an ``entity_despawned`` per entity it took along."""
+        signals.emit(
+            "member_left",
+            room_id=room_id,
+            client_id=client_id,
+            user_id=user_id,
+            reason=reason or signals.leave_reason(close_code),
+            close_code=close_code,
+        )
+        for broadcast in broadcasts:
+            if broadcast.message.HasField("entity_despawn"):
+                entity_id = broadcast.message.entity_despawn.entity_id
+                signals.emit(
+                    "entity_despawned", room_id=room_id, entity_id=entity_id, owner_id=client_id
+                )
 
     async def publish(
         self,
@@ -578,6 +693,18 @@ class Hub(SessionHolding):
     ) -> None:
         """Queue ``broadcasts`` for the other processes; ``host`` when the host changed."""
         self.publisher.send(room_id, broadcasts, host=host, moderation=moderation)
+
+    def _receive_command(self, event: dict[str, Any]) -> None:
+        """A server-side API call (presence.rooms) for a room of this instance: run it, answer."""
+        task = asyncio.create_task(self._answer_command(event), name="presence-hub-command")
+        self._commands.add(task)
+        task.add_done_callback(self._commands.discard)
+
+    async def _answer_command(self, event: dict[str, Any]) -> None:
+        from presence.cluster.commands import run_command  # it builds on this module
+
+        reply = await run_command(self, str(event.get("room", "")), event.get("command") or {})
+        await self.bridge.reply(str(event.get("reply_to", "")), reply)
 
     def _receive_remote(self, event: dict[str, Any]) -> None:
         if event.get("type") == SESSION_EVENT:

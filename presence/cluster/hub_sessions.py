@@ -33,6 +33,13 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+# The close codes a departure's ``member_left`` signal names when the socket is
+# long gone: the grace ran out (no close frame), the session was ended by its
+# own identity (taken over), or its window overflowed (slow consumer).
+GRACE_OVER = 1006
+SESSION_ENDED = 4010
+SESSION_LOST = 4009
+
 
 class BackendUnavailable(Exception):
     """The channel layer (Redis) could not be reached."""
@@ -54,7 +61,7 @@ def adopt_player(state: RoomState, snapshot: RoomSnapshot, player: Player, host:
     """A member resumed from another instance: its player and entities as the registry has them."""
     known = next((p for p in snapshot.players if p.client_id == player.client_id), None)
     adopted = Player.from_snapshot(known, user_id=player.user_id) if known else player
-    adopted.staff = player.staff
+    adopted.moderator = player.moderator
     state.players[player.client_id] = adopted
     state.host_client_id = host
     for snap in snapshot.entities:
@@ -136,7 +143,7 @@ class SessionHolding:
                     member.deliver_reliable(broadcast.encoded())
                 return result, hello, []
             hello, due = await self._join(
-                room_id, member, player, client_label, resume=True, heard=heard
+                room_id, member, player, client_label, None, resume=True, heard=heard
             )
             return result, hello, due
 
@@ -218,7 +225,7 @@ class SessionHolding:
                 async with self._room_order(record.room_id):
                     room = self.rooms.get(record.room_id)
                     if room is not None and room.members.get(member.client_id) is member:
-                        await self._leave(record.room_id, room, member)
+                        await self._leave(record.room_id, room, member, SESSION_ENDED)
             return
         try:
             gone = await self.registry.leave(record.room_id, "", record.client_id)
@@ -294,7 +301,7 @@ class SessionHolding:
             async with self._room_order(room_id):
                 room = self._still_detached(room_id, member)
                 if room is not None and member.client_id in room.state.players:
-                    await self._leave(room_id, room, member, listening=True)
+                    await self._leave(room_id, room, member, GRACE_OVER, listening=True)
         remaining = max(0.0, self.window_seconds - self.grace_seconds)
         asyncio.get_running_loop().call_later(
             remaining, lambda: self._spawn(self._window_over(room_id, member))
@@ -322,7 +329,7 @@ class SessionHolding:
                 return
             if member.client_id in room.state.players:
                 with contextlib.suppress(BackendUnavailable):
-                    await self._leave(room_id, room, member)
+                    await self._leave(room_id, room, member, SESSION_LOST)
                 return
             del room.members[member.client_id]
             self._drop_if_empty(room_id, room)

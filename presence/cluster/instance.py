@@ -13,6 +13,7 @@ from channels.layers import get_channel_layer
 from presence import metrics
 from presence.cluster.hub import Hub
 from presence.cluster.keeper import start_keeper
+from presence.cluster.recent_chat import get_recent_chat
 from presence.cluster.redis_registry import RedisRegistry
 from presence.cluster.redis_sessions import RedisSessions
 from presence.cluster.registry import InProcessRegistry, Registry
@@ -58,6 +59,7 @@ def _new_hub() -> Hub:
         sessions=sessions,
         grace_seconds=conf.PRESENCE_LEAVE_GRACE_SECONDS,
         window_seconds=window,
+        recent_chat=get_recent_chat(),
     )
     metrics.count_core_layer_drops()
     start_keeper(hub, conf)

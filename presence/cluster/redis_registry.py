@@ -10,7 +10,9 @@ Keys, under ``P = REDIS_CHANNEL_PREFIX``:
   client_label, connected_at (ms), player (a ``PlayerSnapshot`` with the last
   synced pose), muted (``1`` once a moderator muted it, ``0`` after an unmute);
   its TTL is a lease its instance renews with every heartbeat
-* ``P:room:{room}:entities:{owner}`` -- hash: entity id -> ``EntitySnapshot``
+* ``P:room:{room}:entities:{owner}`` -- hash: entity id -> ``EntitySnapshot``;
+  owner ``server`` (:data:`~presence.cluster.registry.SERVER_OWNER`) holds the
+  server's entities, deleted with the room's other keys when it empties
 * ``P:room:{room}:host`` -- the host's client id; ``P:room:{room}:seq`` -- join counter
 * ``P:room:{room}:counters`` -- hash: messages (client messages handled, all instances)
 
@@ -45,6 +47,7 @@ logger = logging.getLogger(__name__)
 REDIS_SOCKET_TIMEOUT = 2.0
 
 _NOW = """
+local SERVER_OWNER = 'server'
 local function now_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -97,7 +100,8 @@ local function leave(p, room, cid, inst, departing)
     end
   end
   if redis.call('ZCARD', members) == 0 then
-    redis.call('DEL', members, hostkey, base .. ':seq', base .. ':counters')
+    redis.call('DEL', members, hostkey, base .. ':seq', base .. ':counters',
+      base .. ':entities:' .. SERVER_OWNER)
     redis.call('SREM', p .. ':rooms', room)
   end
   return {room, cid, changed, newhost, player, entities}
@@ -158,15 +162,31 @@ for _, member in ipairs(redis.call('ZRANGE', members, 0, -1)) do
     table.insert(entities, e)
   end
 end
+for _, e in ipairs(redis.call('HVALS', base .. ':entities:' .. SERVER_OWNER)) do
+  table.insert(entities, e)
+end
 return {host, players, entities, fresh, moved}
 """
 )
+
+# ARGV: prefix, room. Every entity snapshot of the room, members' and the server's.
+ENTITIES_LUA = """
+local base = ARGV[1] .. ':room:' .. ARGV[2]
+local out = redis.call('HVALS', base .. ':entities:server')
+for _, cid in ipairs(redis.call('ZRANGE', base .. ':members', 0, -1)) do
+  for _, e in ipairs(redis.call('HVALS', base .. ':entities:' .. cid)) do
+    table.insert(out, e)
+  end
+end
+return out
+"""
 
 # ARGV: prefix, room. Returns {host, {client, instance, user, name, label,
 # connected at, muted}*, entity count}: one consistent reading of the room.
 VIEW_LUA = """
 local base = ARGV[1] .. ':room:' .. ARGV[2]
-local rows, entities = {}, 0
+local rows = {}
+local entities = redis.call('HLEN', base .. ':entities:' .. 'server')
 for _, cid in ipairs(redis.call('ZRANGE', base .. ':members', 0, -1)) do
   local f = redis.call('HMGET', base .. ':conn:' .. cid,
     'instance', 'user_id', 'display_name', 'client_label', 'connected_at', 'muted')
@@ -214,8 +234,9 @@ for _ = 1, players do
   i = i + 2
 end
 local entities = tonumber(ARGV[i]); i = i + 1
+local live = redis.call('EXISTS', members) == 1
 for _ = 1, entities do
-  if redis.call('ZSCORE', members, ARGV[i]) then
+  if redis.call('ZSCORE', members, ARGV[i]) or (live and ARGV[i] == 'server') then
     redis.call('HSET', base .. ':entities:' .. ARGV[i], ARGV[i + 1], ARGV[i + 2])
   end
   i = i + 3
@@ -333,6 +354,7 @@ class RedisRegistry:
         self._retire = self.client.register_script(RETIRE_LUA)
         self._view = self.client.register_script(VIEW_LUA)
         self._set_muted = self.client.register_script(SET_MUTED_LUA)
+        self._entities = self.client.register_script(ENTITIES_LUA)
 
     async def _run(self, script: Any, *args: Any) -> Any:
         try:
@@ -453,6 +475,10 @@ class RedisRegistry:
     async def set_muted(self, room_id: str, client_id: str, muted: bool) -> bool:
         """Record the mute in the connection's hash; ``False`` if it is not in the room."""
         return bool(await self._run(self._set_muted, room_id, client_id, "1" if muted else "0"))
+
+    async def entities(self, room_id: str) -> list[pb.EntitySnapshot]:
+        """Every entity of the room, the server's first, then each member's."""
+        return [pb.EntitySnapshot.FromString(e) for e in await self._run(self._entities, room_id)]
 
     async def ping(self) -> None:
         """Raise :class:`RegistryUnavailable` unless Redis answers."""

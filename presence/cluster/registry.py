@@ -16,6 +16,11 @@ from typing import Protocol
 from presence.protocol import core_pb2 as pb
 from presence.protocol.room import Player, RoomChanges
 
+# The owner of entities spawned by the server (presence.rooms), not a member:
+# they stay while the room has members on any instance and go when it empties.
+# Assigned client ids are "c" and 15 hex digits, so no member is ever called this.
+SERVER_OWNER = "server"
+
 
 class RegistryUnavailable(Exception):
     """The registry's store (Redis) could not be reached."""
@@ -134,6 +139,9 @@ class Registry(Protocol):
     async def set_muted(self, room_id: str, client_id: str, muted: bool) -> bool:
         """Record whether the connection is muted; ``False`` if it is not in the room."""
 
+    async def entities(self, room_id: str) -> list[pb.EntitySnapshot]:
+        """Every entity of the room (members' and the server's), as last written."""
+
 
 @dataclass(slots=True)
 class _Room:
@@ -202,7 +210,7 @@ class InProcessRegistry:
                 if player.client_id in room.players:
                     room.players[player.client_id] = player
             for entity in change.entities:
-                if entity.owner_id in room.players:
+                if entity.owner_id in room.players or entity.owner_id == SERVER_OWNER:
                     owned = room.entities.setdefault(entity.owner_id, {})
                     owned[entity.entity_id] = entity.snapshot()
             for owner, entity_id in change.removed_entities:
@@ -270,3 +278,10 @@ class InProcessRegistry:
         else:
             room.muted.discard(client_id)
         return True
+
+    async def entities(self, room_id: str) -> list[pb.EntitySnapshot]:
+        """Every entity of the room."""
+        room = self.rooms.get(room_id)
+        if room is None:
+            return []
+        return [e for owned in room.entities.values() for e in owned.values()]

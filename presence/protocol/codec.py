@@ -18,7 +18,7 @@ from google.protobuf.message import DecodeError
 from presence.protocol import core_pb2 as pb
 from presence.protocol.codes import ErrorCode
 from presence.protocol.errors import BadFrame, ProtocolError
-from presence.protocol.jsonshape import explain_json_frame, quoted
+from presence.protocol.jsonshape import FALLBACK, explain_json_frame, quoted
 
 PROTO_SUBPROTOCOL = "graphwiz.proto.v1"
 JSON_SUBPROTOCOL = "graphwiz.json.v1"
@@ -100,9 +100,15 @@ def decode_frame(data: bytes | str) -> pb.Message:
     try:
         json_format.Parse(data, message)
     except (json_format.ParseError, ValueError, RecursionError):
-        # Only now, off the hot path: say which field is wrong and what it must be.
-        raise BadFrame(ErrorCode.BAD_MESSAGE, explain_json_frame(data)) from None
-    return message
+        pass
+    else:
+        return message
+    # Only now, off the hot path: say which field is wrong and what it must be.
+    try:
+        explanation = explain_json_frame(data)
+    except Exception:  # an input the explainer did not foresee: still the client's fault
+        explanation = FALLBACK
+    raise BadFrame(ErrorCode.BAD_MESSAGE, explanation)
 
 
 def to_json(message: pb.Message) -> str:
@@ -200,12 +206,15 @@ class EncodedMessage:
     ``proto`` is encoded eagerly; JSON only when a JSON recipient asks for it.
     """
 
-    __slots__ = ("_head", "_json", "proto")
+    __slots__ = ("_head", "_json", "legacy", "proto")
 
     def __init__(self, proto: bytes, json_text: str | None = None) -> None:
         self.proto = proto
         self._json = json_text
         self._head: tuple[int, int] | None = None
+        # Its legacy frames, made on first use by a legacy recipient
+        # (presence.transport.legacy); protobuf recipients never touch it.
+        self.legacy: list[bytes | str] | None = None
 
     @property
     def head(self) -> tuple[int, int]:

@@ -25,6 +25,7 @@ MAX_DEPTH = 32  # nested messages walked (a client Batch of Batches...)
 EXAMPLE = '{"chatMessage": {"message": "hi"}}'
 TOO_DEEP = "JSON frame nested too deeply"
 FALLBACK = "JSON frame does not match graphwiz.core.Message (PROTOCOL.md sections 2 and 3)"
+NOT_UNICODE = "not valid Unicode (a lone surrogate such as \\ud800); send UTF-8 text"
 # What a field means, where its type alone does not say (PROTOCOL.md section 3).
 COMPONENTS_HINT = (
     "entitySpawn components are strings, entityUpdate components are bytes (base64 in JSON)"
@@ -56,12 +57,31 @@ def quoted(name: str) -> str:
     return json.dumps(cut)
 
 
+class _Repeated(Exception):
+    """A JSON object names one key twice (json_format refuses it, json.loads keeps the last)."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _no_repeats(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    value: dict[str, Any] = {}
+    for key, item in pairs:
+        if key in value:
+            raise _Repeated(key)
+        value[key] = item
+    return value
+
+
 def explain_json_frame(text: str) -> str:
     """The first reason ``text`` is not a ``graphwiz.core.Message`` in proto3 JSON."""
     try:
-        value = json.loads(text)
+        value = json.loads(text, object_pairs_hook=_no_repeats)
     except RecursionError:
         return TOO_DEEP
+    except _Repeated as repeated:
+        return f"field {quoted(repeated.key)} given twice; send each field once"
     except json.JSONDecodeError as bad:  # its text holds a position, never the input
         return f"text frame is not JSON: {bad.msg} at line {bad.lineno} column {bad.colno}"
     if not isinstance(value, dict):
@@ -76,6 +96,8 @@ def _message(value: dict[str, Any], descriptor: Descriptor, path: str, depth: in
     where = f" in {path}" if path else ""
     oneofs: dict[str, str] = {}
     for key, item in value.items():
+        if _has_surrogate(key):  # protobuf's name lookup fails on it (SystemError)
+            return f"a field name{where} is {NOT_UNICODE}"
         field = descriptor.fields_by_camelcase_name.get(key) or descriptor.fields_by_name.get(key)
         if field is None:
             names = ", ".join(f.camelcase_name for f in descriptor.fields)
@@ -103,6 +125,8 @@ def _field(value: Any, field: FieldDescriptor, path: str, depth: int) -> str | N
         if not isinstance(value, dict):
             return _with_hint(f"{path}: expected an object of {_what(value_field)}", field)
         for key, item in value.items():
+            if _has_surrogate(key):
+                return _with_hint(f"{path}: a key is {NOT_UNICODE}", field)
             problem = _single(item, value_field, f"{path}[{quoted(key)}]", depth)
             if problem is not None:
                 return _with_hint(problem, field)
@@ -147,6 +171,8 @@ def _single(value: Any, field: FieldDescriptor, path: str, depth: int) -> str | 
         if not isinstance(value, dict):
             return f"{path}: expected an object ({field.message_type.name})"
         return _message(value, field.message_type, path, depth + 1)
+    if kind in (FieldDescriptor.TYPE_STRING, FieldDescriptor.TYPE_BYTES) and _has_surrogate(value):
+        return f"{path}: {NOT_UNICODE}"
     if kind == FieldDescriptor.TYPE_STRING:
         return None if isinstance(value, str) else f"{path}: expected a string"
     if kind == FieldDescriptor.TYPE_BYTES:
@@ -162,6 +188,8 @@ def _single(value: Any, field: FieldDescriptor, path: str, depth: int) -> str | 
             return None
         return f"{path}: expected one of {', '.join(names)}"
     if kind in (FieldDescriptor.TYPE_FLOAT, FieldDescriptor.TYPE_DOUBLE):
+        if _overflows(value):
+            return f"{path}: expected a finite number (1e999 overflows a double)"
         return None if _is_float(value) else f"{path}: expected a number"
     low, high = _INT_RANGES[kind]
     number = _as_int(value)
@@ -185,6 +213,29 @@ def _as_int(value: Any) -> int | None:
         except ValueError:
             return None
     return None
+
+
+def _has_surrogate(value: Any) -> bool:
+    # JSON's "\\ud800" escape decodes to a lone surrogate, which is no UTF-8.
+    if not isinstance(value, str):
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _overflows(value: Any) -> bool:
+    # A JSON number beyond a double decodes to inf (or, as an integer, overflows float()).
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        try:
+            float(value)
+        except OverflowError:
+            return True
+    return False
 
 
 def _is_float(value: Any) -> bool:
@@ -213,3 +264,12 @@ def _is_base64(value: Any) -> bool:
     except (binascii.Error, ValueError):
         return False
     return True
+
+
+def explain_payload(value: dict[str, Any], descriptor: Descriptor, path: str) -> str | None:
+    """The first field of ``value`` that does not fit ``descriptor`` (as explain_json_frame).
+
+    ``path`` prefixes the field names (e.g. ``"type 10 payload"``); ``None``
+    when every field fits.
+    """
+    return _message(value, descriptor, path, 0)

@@ -94,6 +94,6 @@ def order_from_client(kind: str, message: pb.Message, by_client_id: str) -> Mode
     return None
 
 
-def may_give(order: ModerationOrder, *, staff: bool, host: bool) -> bool:
-    """Staff may give every order; the room's host may lock and unlock it."""
-    return staff or (host and order.action in (Action.LOCK, Action.UNLOCK))
+def may_give(order: ModerationOrder, *, moderator: bool, host: bool) -> bool:
+    """A moderator (``presence.moderate_room``) may give every order; the host may lock."""
+    return moderator or (host and order.action in (Action.LOCK, Action.UNLOCK))

@@ -30,7 +30,7 @@ class Player:
     avatar_config: pb.AvatarConfig | None = None
     position: pb.Vector3 | None = None
     rotation: pb.Quaternion | None = None
-    staff: bool = False  # may moderate the room (a staff user)
+    moderator: bool = False  # may moderate the room (presence.moderate_room)
 
     def presence_data(self, host_client_id: str) -> pb.PresenceData:
         """The player's data as carried by ``PresenceEvent``."""
@@ -413,7 +413,7 @@ class RoomState:
         order = order_from_client(message.WhichOneof("payload") or "", message, client_id)
         assert order is not None
         player = self.players[client_id]
-        if not may_give(order, staff=player.staff, host=self.host_client_id == client_id):
+        if not may_give(order, moderator=player.moderator, host=self.host_client_id == client_id):
             raise ProtocolError(ErrorCode.FORBIDDEN, "you may not moderate this room")
         targeted = order.action in (Action.KICK, Action.MUTE, Action.UNMUTE)
         if targeted and order.target_client_id in ("", client_id):

@@ -5,6 +5,7 @@ Pure: it decides, the consumer does the I/O.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from presence.protocol import core_pb2 as pb
@@ -52,6 +53,8 @@ class Session:
         self.capabilities: frozenset[str] = frozenset()
         self.messages_in = 0
         self.bytes_in = 0
+        # Frame -> Message; a legacy connection swaps in presence.protocol.legacy.decode.
+        self.decode: Callable[[bytes | str], pb.Message] = decode_frame
 
     def receive(self, data: bytes | str) -> Accepted | Rejected:
         """Decode and validate one inbound frame."""
@@ -62,7 +65,7 @@ class Session:
         try:
             if size > self.limits.frame_bytes:
                 raise BadFrame(ErrorCode.TOO_LARGE, f"frame larger than {self.limits.frame_bytes}")
-            message = decode_frame(data)
+            message = self.decode(data)
             kind = validate_client_message(message, self.limits)
         except BadFrame as bad:
             self.bad_streak += 1

@@ -14,6 +14,7 @@ chat handler touches the database, through ``database_sync_to_async``
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
@@ -29,6 +30,7 @@ from presence.auth import AuthRefused, Identity, authenticate_token
 from presence.cluster.account_watch import watch_accounts
 from presence.cluster.hub import BackendUnavailable, Draining, Hub
 from presence.cluster.instance import get_hub
+from presence.cluster.recent_chat import chat_recorded
 from presence.cluster.registry import RegistryUnavailable
 from presence.cluster.sessions import Claimed, Refused, SessionRecord
 from presence.conf import presence_settings
@@ -43,6 +45,7 @@ from presence.protocol.room import Player
 from presence.protocol.session import Rejected, Session
 from presence.storage import services
 from presence.storage.history import get_history
+from presence.transport import legacy as legacy_wire
 from presence.transport.handshake import (
     HELLO_WITHOUT_TOKEN,
     Admission,
@@ -94,6 +97,10 @@ class PresenceConsumer(ReliableSession, Outbound, AsyncConsumer):
         self._cleaned = False
         self._accepted = False
         self._admission: Admission | None = None  # set between accept and join
+        self.legacy: legacy_wire.LegacyWire | None = None  # a GraphWiz-XR hub-client (issue 14)
+        # Nothing negotiated: the handshake's outcome waits for the first frame.
+        self._sniffing: Admission | Refusal | None = None
+        self._sniff_task: asyncio.Task[None] | None = None
         self.identity: Identity | None = None
         self._timers: list[asyncio.TimerHandle] = []
         self._rate = MessageRateLimiter(
@@ -108,6 +115,8 @@ class PresenceConsumer(ReliableSession, Outbound, AsyncConsumer):
         self.clock_ms = _wall_clock_ms
         self._meter = metrics.ConnectionMeter()
         self._init_session()
+        self._joining_hello: pb.ClientHello | None = None  # the hello a socket joined with
+        self._resync = False  # a refused resume: RESYNC_REQUIRED follows the hello
         try:
             while True:
                 await self.dispatch(await receive())
@@ -127,6 +136,7 @@ class PresenceConsumer(ReliableSession, Outbound, AsyncConsumer):
             "websocket.connect": self.websocket_connect,
             "websocket.receive": self.websocket_receive,
             "websocket.disconnect": self.websocket_disconnect,
+            "presence.sniff_timeout": self._sniff_timeout,
         }
         handler = handlers.get(message["type"])
         if handler is None:
@@ -150,23 +160,70 @@ class PresenceConsumer(ReliableSession, Outbound, AsyncConsumer):
 
     async def websocket_connect(self, event: dict[str, Any]) -> None:
         """Client asked to connect: check, accept, then join (or wait for a token)."""
+        wire, bad_wire = legacy_wire.wire_of(self.scope)
+        start: Admission | Refusal
         try:
-            admission = await admit(self.scope, self.conf)
+            hello_auth = wire is not legacy_wire.Wire.PROTOCOL
+            start = await admit(self.scope, self.conf, hello_may_authenticate=hello_auth)
+            if bad_wire is not None:
+                raise bad_wire
         except Refusal as refused:
-            self.encoding = refused.encoding
-            await self._refuse(refused.subprotocol, refused)
+            start = refused
+        if wire is legacy_wire.Wire.SNIFF and self.conf.LEGACY_DETECT_SECONDS > 0:
+            # Issue 14: the first client frame says whether this is a legacy client,
+            # so the server holds its first word until then (or the deadline).
+            await self._accept(None)
+            self._sniffing = start
+            self._after(self.conf.LEGACY_DETECT_SECONDS, self._sniff_deadline)
+            return
+        if wire is legacy_wire.Wire.LEGACY:
+            self.legacy = legacy_wire.LegacyWire()
+        await self._start(start)
+
+    def _sniff_deadline(self) -> None:
+        if self._sniffing is not None and self._sniff_task is None:
+            event = {"type": "presence.sniff_timeout"}
+            self._sniff_task = asyncio.create_task(self._dispatch_quietly(event))
+
+    async def _dispatch_quietly(self, event: dict[str, Any]) -> None:
+        """Run a handler of the consumer's own inside the error boundary, off the receive loop."""
+        with contextlib.suppress(StopConsumer):  # the close is sent; the disconnect follows
+            await self.dispatch(event)
+
+    async def _sniff_timeout(self, event: dict[str, Any]) -> None:
+        """No frame before the deadline: not a legacy client; go on as PROTOCOL.md says."""
+        start, self._sniffing = self._sniffing, None
+        if start is not None:
+            await self._start(start)
+
+    async def _start(self, start: Admission | Refusal, *, first_frame: bool = False) -> None:
+        """Go on with the handshake's outcome: refuse, wait for a token, or join."""
+        if isinstance(start, Refusal):
+            self.encoding = start.encoding
+            await self._refuse(start.subprotocol, start)
+            return
+        admission = start
+        if admission.refusal is not None and self.legacy is None:
+            await self._start(admission.refusal)  # no legacy hello can bring a token
             return
         self.encoding = admission.encoding
-        await self._accept(admission.subprotocol)
+        if not self._accepted:
+            await self._accept(admission.subprotocol)
         self.client_id = f"c{uuid.uuid4().hex[:15]}"
         self.session = Session(
             self.client_id, limits=self.conf.field_limits, bad_frame_limit=self.conf.BAD_FRAME_LIMIT
         )
+        if self.legacy is not None:
+            self.session.decode = self.legacy.decoder(self.client_id)
         self.outbox = Outbox(max_reliable=self.conf.MESSAGE_QUEUE_SIZE, merge=self._merge_volatile)
+        if self.legacy is not None and admission.identity is not None and first_frame:
+            # A legacy client's first frame is its CLIENT_HELLO: join with its name.
+            self._admission = admission
+            return
         if admission.identity is None:
             # PROTOCOL.md section 4.2: the token may come in the first ClientHello.
             self._admission = admission
-            if self.conf.DEV_AUTH:  # no silent wait: say what would let it in
+            if self.conf.DEV_AUTH and self.legacy is None:  # no silent wait: say what would
                 notice = awaiting_credentials_text(self.conf)
                 self._queue(error_message(ErrorCode.UNAUTHORIZED, notice, now_ms=0))
             self._after(self.conf.AUTH_TIMEOUT_SECONDS, self._credentials_too_late)
@@ -175,11 +232,23 @@ class PresenceConsumer(ReliableSession, Outbound, AsyncConsumer):
         await self._join(admission, admission.identity, name)
 
     async def _hello_with_token(self, hello: pb.ClientHello) -> None:
-        """The first ClientHello of a socket that came without credentials."""
+        """The first ClientHello of a socket that came without credentials.
+
+        Or a legacy client's CLIENT_HELLO: its ``authToken`` authenticates; without
+        one, the URL's development-mode ``user_id`` does.
+        """
         admission, self._admission = self._admission, None
         assert admission is not None
         if not hello.auth_token:
-            self._refuse_late(ErrorCode.UNAUTHORIZED, CloseCode.UNAUTHORIZED, HELLO_WITHOUT_TOKEN)
+            if admission.identity is not None:  # legacy, development mode
+                await self._join(admission, admission.identity, hello.display_name, hello)
+                return
+            if admission.refusal is not None:
+                refused = admission.refusal
+                self._refuse_late(refused.code, refused.close_code, refused.text)
+                return
+            text = legacy_wire.HELLO_FIRST if self.legacy is not None else HELLO_WITHOUT_TOKEN
+            self._refuse_late(ErrorCode.UNAUTHORIZED, CloseCode.UNAUTHORIZED, text)
             return
         try:
             identity = await database_sync_to_async(authenticate_token)(
@@ -188,7 +257,7 @@ class PresenceConsumer(ReliableSession, Outbound, AsyncConsumer):
         except AuthRefused as refused:
             self._refuse_late(refused.code, refused.close_code, refused.text)
             return
-        await self._join(admission, identity, hello.display_name)
+        await self._join(admission, identity, hello.display_name, hello)
 
     def _credentials_too_late(self) -> None:
         if self._admission is not None:
@@ -231,7 +300,13 @@ class PresenceConsumer(ReliableSession, Outbound, AsyncConsumer):
         if self._close_code is None:
             self._refuse_late(ErrorCode.UNAUTHORIZED, CloseCode.UNAUTHORIZED, "token expired")
 
-    async def _join(self, admission: Admission, identity: Identity, name: str) -> None:
+    async def _join(
+        self,
+        admission: Admission,
+        identity: Identity,
+        name: str,
+        hello: pb.ClientHello | None = None,
+    ) -> None:
         try:
             display_name = display_name_for(name, identity, self.conf)
         except Refusal as refused:
@@ -254,27 +329,22 @@ class PresenceConsumer(ReliableSession, Outbound, AsyncConsumer):
         self.identity = identity
         self.connection_id = uuid.uuid4().hex
         label = client_label(admission.query)
+        self._joining_hello = hello
+        self._resync = admission.resume is not None
         resumed = None
         if admission.resume is not None:
             resumed = await self._resume(admission, identity, display_name, label)
         replayed = 0
         if resumed is not None:
-            hello, joined, replayed = resumed
+            self._resync = False
+            server_hello, joined, replayed = resumed
+            self._greet(server_hello)
         else:
-            hello, joined = await self._fresh_session(admission, identity, display_name, label)
+            joined = await self._fresh_session(admission, identity, display_name, label)
         self._record_history(admission, identity, display_name, label, occupancy)
-        self.clock_ms = self.hub.now_ms
         self._meter.accepted()
         get_prober().ensure(self.hub)
         watch_accounts(self.hub, identity)
-        hello.server_version = SERVER_VERSION
-        hello.session_id = self.session_id
-        hello.heartbeat_interval_ms = self.conf.HEARTBEAT_INTERVAL_MS
-        hello.capabilities.extend(SERVER_CAPABILITIES)
-        self._queue(stamp(pb.Message(server_hello=hello), now_ms=self.hub.now_ms()))
-        if resumed is None and admission.resume is not None:
-            text = "session not resumable: this is a new session; rebuild your state from it"
-            self._queue(error_message(ErrorCode.RESYNC_REQUIRED, text, now_ms=self.hub.now_ms()))
         after = admission.resume.last_seq if resumed is not None and admission.resume else 0
         queued = self._go_live(after)
         if replayed:
@@ -306,16 +376,22 @@ class PresenceConsumer(ReliableSession, Outbound, AsyncConsumer):
         self._recorded = True
 
     def _player(self, identity: Identity, display_name: str) -> Player:
-        return Player(
+        player = Player(
             client_id=self.client_id,
             user_id=identity.user_id,
             display_name=display_name,
-            staff=identity.staff,
+            moderator=identity.moderator,
         )
+        hello = self._joining_hello
+        if hello is not None:  # the avatar a joining hello brings
+            player.avatar_url = hello.avatar_url
+            if hello.HasField("avatar_config"):
+                player.avatar_config = hello.avatar_config
+        return player
 
     async def _fresh_session(
         self, admission: Admission, identity: Identity, display_name: str, label: str
-    ) -> tuple[pb.ServerHello, list[Any]]:
+    ) -> list[Any]:
         """A new session: recorded in the store, then joined (the room hears JOIN)."""
         assert self.hub is not None and self.session is not None
         capabilities = self.session.capabilities
@@ -337,7 +413,10 @@ class PresenceConsumer(ReliableSession, Outbound, AsyncConsumer):
             raise self.hub.backend_failed("sessions", exc) from exc
         self.hub.hold(self.session_id, self)
         player = self._player(identity, display_name)
-        return await self.hub.join(self.room_id, self, player, client_label=label)
+        _, joined = await self.hub.join(
+            self.room_id, self, player, client_label=label, greet=self._greet
+        )
+        return joined
 
     async def _resume(
         self, admission: Admission, identity: Identity, display_name: str, label: str
@@ -399,6 +478,23 @@ class PresenceConsumer(ReliableSession, Outbound, AsyncConsumer):
         hello.ClearField("initial_state")
         return hello, joined, len(result.replay)
 
+    def _greet(self, hello: pb.ServerHello) -> None:
+        """Queue the ``ServerHello``: the first message of the joined connection.
+
+        A refused resume's ``RESYNC_REQUIRED`` follows it at once, before any
+        numbered message (those wait for :meth:`_go_live`).
+        """
+        assert self.hub is not None
+        self.clock_ms = self.hub.now_ms
+        hello.server_version = SERVER_VERSION
+        hello.session_id = self.session_id
+        hello.heartbeat_interval_ms = self.conf.HEARTBEAT_INTERVAL_MS
+        hello.capabilities.extend(SERVER_CAPABILITIES)
+        self._queue(stamp(pb.Message(server_hello=hello), now_ms=self.hub.now_ms()))
+        if self._resync:
+            text = "session not resumable: this is a new session; rebuild your state from it"
+            self._queue(error_message(ErrorCode.RESYNC_REQUIRED, text, now_ms=self.hub.now_ms()))
+
     async def _accept(self, subprotocol: str | None) -> None:
         await self.base_send({"type": "websocket.accept", "subprotocol": subprotocol})
         self._accepted = True
@@ -406,28 +502,44 @@ class PresenceConsumer(ReliableSession, Outbound, AsyncConsumer):
     async def _refuse(self, subprotocol: str | None, refused: Refusal) -> None:
         logger.info("refused a connection: %s (%d)", refused.text, refused.close_code)
         self._meter.refused(refused.close_code, refused.outcome)
-        await self._accept(subprotocol)
+        if not self._accepted:
+            await self._accept(subprotocol)
         error = error_message(
             refused.code, refused.text, now_ms=0, retry_after_ms=refused.retry_after_ms
         )
-        await self._send_frame(encode(error, self.encoding), pb.ERROR)
+        await self._send_direct(error)
         await self.base_send({"type": "websocket.close", "code": int(refused.close_code)})
         self._close_code = refused.close_code
         # Stay until the server reports the disconnect: returning now can cut
         # the socket before the client has read the close frame.
 
+    async def _send_direct(self, error: pb.Message) -> None:
+        """Send an ``Error`` without the outbox, in the connection's framing."""
+        if self.legacy is None:
+            await self._send_frame(encode(error, self.encoding), pb.ERROR)
+            return
+        for frame in self.legacy.direct(error):
+            await self._send_frame(frame, pb.ERROR)
+
     # --- steady state ---------------------------------------------------------
 
     async def websocket_receive(self, event: dict[str, Any]) -> None:
         """A frame arrived: validate it, apply it to the room, fan it out."""
-        if self.session is None or self._close_code is not None:
-            return
-        started = time.perf_counter()
         data = event.get("bytes")
         if data is None:
             data = event.get("text")
             if data is None:
                 return
+        if self._sniffing is not None:  # the first frame: is it a legacy client?
+            start, self._sniffing = self._sniffing, None
+            if legacy_wire.is_legacy_frame(data):
+                self.legacy = legacy_wire.LegacyWire()
+            await self._start(start, first_frame=True)
+        elif self._sniff_task is not None:  # the deadline passed: let it finish first
+            await asyncio.shield(self._sniff_task)
+        if self.session is None or self._close_code is not None:
+            return
+        started = time.perf_counter()
         verdict = self._rate.check()
         metrics.count_rate_decision("message", verdict.allowed)
         if not verdict.allowed:  # dropped before it is even decoded: never fanned out
@@ -452,7 +564,12 @@ class PresenceConsumer(ReliableSession, Outbound, AsyncConsumer):
             if result.kind == "client_hello":
                 await self._hello_with_token(result.message.client_hello)
                 return
-            result = Rejected(ErrorCode.UNAUTHORIZED, "send a ClientHello with auth_token first")
+            admission = self._admission
+            if self.legacy is not None and admission.identity is not None:
+                self._admission = None  # no hello first: join as the URL says
+                await self._join(admission, admission.identity, "")
+            else:
+                result = Rejected(ErrorCode.UNAUTHORIZED, self._hello_first_text())
         if self.hub is None:
             if isinstance(result, Rejected):
                 metrics.count_message_error(result.code)
@@ -492,26 +609,37 @@ class PresenceConsumer(ReliableSession, Outbound, AsyncConsumer):
             await moderation.record(
                 self.room_id, outcome.moderation, actor_user_id=self.identity.django_user_id
             )
+            moderation.signal(
+                self.room_id, outcome.moderation, actor_user_id=self.identity.django_user_id
+            )
         await self.hub.publish(self.room_id, outcome.broadcasts, moderation=outcome.moderation)
         if self.conf.LATENCY_TRACKING_ENABLED:
             metrics.observe_processing(time.perf_counter() - started)
         if outcome.chat_text is not None:
-            await self._store_chat(outcome.chat_text)
+            await self._store_chat(result.message.chat_message)
         for reply in outcome.replies:  # an Ack goes out once the message is stored
             if reply.type == pb.ERROR:
                 metrics.count_message_error(reply.error.code)
             self._queue(reply)
 
-    async def _store_chat(self, text: str) -> None:
+    def _hello_first_text(self) -> str:
+        if self.legacy is not None:
+            return legacy_wire.HELLO_FIRST
+        return "send a ClientHello with auth_token first"
+
+    async def _store_chat(self, chat: pb.ChatMessage) -> None:
+        """Store the line (database, then the room's recent chat) before it is acknowledged."""
         assert self.hub is not None
         player = self.hub.rooms[self.room_id].state.players.get(self.client_id)
         await get_history().flush()  # the sender's session row exists before its chat
+        sender_name = player.display_name if player else ""
         await database_sync_to_async(services.chat_message_store)(
             room_id=self.room_id,
             sender_client_id=self.client_id,
-            sender_name=player.display_name if player else "",
-            text=text,
+            sender_name=sender_name,
+            text=chat.message,
         )
+        await chat_recorded(self.hub.recent_chat, self.room_id, chat, sender_name)
 
     async def websocket_disconnect(self, event: dict[str, Any]) -> None:
         """The socket closed: leave the room and close the history row."""
@@ -530,8 +658,7 @@ class PresenceConsumer(ReliableSession, Outbound, AsyncConsumer):
             else:
                 if not self._accepted:
                     await self._accept(None)
-                error = error_message(code, text, now_ms=0)
-                await self._send_frame(encode(error, self.encoding), pb.ERROR)
+                await self._send_direct(error_message(code, text, now_ms=0))
                 await self.base_send({"type": "websocket.close", "code": int(close_code)})
                 self._close_code = close_code
         except Exception:
@@ -540,13 +667,13 @@ class PresenceConsumer(ReliableSession, Outbound, AsyncConsumer):
 
     # --- teardown -------------------------------------------------------------
 
-    async def _leave_room(self, code: int) -> None:
-        """The socket ended with ``code``: leave at once, or stay present for the grace."""
+    async def _leave_room(self, close_code: int) -> None:
+        """The socket ended with ``close_code``: leave at once, or stay present for the grace."""
         hub, self.hub = self.hub, None
         self._cancel_retry()
         if hub is None or not self.room_id or self.released:
             return
-        if self.session_id and code not in ENDS_SESSION and not self.lost:
+        if self.session_id and close_code not in ENDS_SESSION and not self.lost:
             hub.detach(self.room_id, self)  # PROTOCOL.md section 6: present, resumable
             try:
                 await hub.sessions.detach(self.session_id, self.connection_id)
@@ -559,7 +686,7 @@ class PresenceConsumer(ReliableSession, Outbound, AsyncConsumer):
         try:
             # Shielded: the writer (which leaves after a server close) may be
             # cancelled by the disconnect; the leave must still finish.
-            await asyncio.shield(hub.leave(self.room_id, self))
+            await asyncio.shield(hub.leave(self.room_id, self, close_code=close_code))
             if self.session_id:
                 await hub.sessions.end(self.session_id, self.connection_id)
         except (BackendUnavailable, RegistryUnavailable):

@@ -78,6 +78,9 @@ class Admission:
     query: dict[str, str]
     ip_address: str
     identity: Identity | None  # None: the token comes in the first ClientHello
+    # A bare user_id outside development mode, held while a legacy CLIENT_HELLO
+    # may still bring the token (issue 14): the answer if none comes.
+    refusal: Refusal | None = None
     resume: ResumeRequest | None = None  # session_id + last_seq (PROTOCOL.md section 6)
 
 
@@ -181,10 +184,15 @@ def _header(scope: dict[str, Any], name: bytes) -> str | None:
     return None
 
 
-async def admit(scope: dict[str, Any], conf: PresenceSettings) -> Admission:
+async def admit(
+    scope: dict[str, Any], conf: PresenceSettings, *, hello_may_authenticate: bool = False
+) -> Admission:
     """Run every handshake check; raise :class:`Refusal` at the first that fails.
 
     Every attempt counts against the per-IP limit, a malformed one too.
+    ``hello_may_authenticate``: the socket may speak the legacy wire, whose
+    client always names a ``user_id`` and sends its token in its hello; a bare
+    ``user_id`` outside development mode is then held in ``Admission.refusal``.
     """
     try:
         query = parse_query(scope.get("query_string", b""))
@@ -194,7 +202,9 @@ async def admit(scope: dict[str, Any], conf: PresenceSettings) -> Admission:
         raise
     try:
         ip_address = await count_attempt(scope, conf)
-        return await _check(scope, conf, query, ip_address, (encoding, subprotocol))
+        return await _check(
+            scope, conf, query, ip_address, (encoding, subprotocol), hello_may_authenticate
+        )
     except Refusal as refused:
         refused.encoding, refused.subprotocol = encoding, subprotocol
         raise
@@ -227,6 +237,7 @@ async def _check(
     query: dict[str, str],
     ip_address: str,
     negotiation: tuple[Encoding, str | None],
+    hello_may_authenticate: bool = False,
 ) -> Admission:
     room_id = scope["url_route"]["kwargs"].get("room_id", "")
     if not ROOM_ID.fullmatch(room_id):
@@ -248,12 +259,20 @@ async def _check(
         else:  # no database needed
             identity = identify(query, room_id=room_id, dev_auth=conf.DEV_AUTH)
     except AuthRefused as refused:
-        raise Refusal(refused.code, refused.close_code, refused.text) from None
+        refusal = Refusal(refused.code, refused.close_code, refused.text)
+        if hello_may_authenticate and _bare_user_id(query, conf):
+            return Admission(room_id, *negotiation, query, ip_address, None, refusal)
+        raise refusal from None
     # After the credentials: a session is only asked about by who may resume it.
     resume = resume_request(query)
     if identity is not None and identity.dev_mode:
         metrics.DEV_AUTH_CONNECTIONS.inc()
-    return Admission(room_id, *negotiation, query, ip_address, identity, resume)
+    return Admission(room_id, *negotiation, query, ip_address, identity, resume=resume)
+
+
+def _bare_user_id(query: dict[str, str], conf: PresenceSettings) -> bool:
+    """A user_id without a token, outside development mode."""
+    return not conf.DEV_AUTH and "auth_token" not in query and bool(query.get("user_id"))
 
 
 def awaiting_credentials_text(conf: PresenceSettings) -> str:

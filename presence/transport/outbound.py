@@ -24,6 +24,7 @@ from presence.protocol.codec import EncodedMessage, Encoding
 from presence.protocol.codes import CloseCode
 from presence.protocol.outbox import Outbox
 from presence.protocol.session import Session
+from presence.transport.legacy import LegacyWire
 
 logger = logging.getLogger(__name__)
 
@@ -55,15 +56,18 @@ class Outbound:
     _meter: metrics.ConnectionMeter
     _peer_gone: bool  # a send failed: the socket is gone, nothing more is written
     clock_ms: Callable[[], int]  # stamps Batch frames (the hub's clock once joined)
+    legacy: LegacyWire | None  # a GraphWiz-XR hub-client: its own frames (issue 14)
 
-    _hub_ref: Hub | None  # the hub, also after the connection left it (a detached session)
-    _journal_mark: int  # the newest journal mark of what this connection numbered or answered
+    # The hub, also after the connection left it (a detached session); the
+    # newest journal mark of what this connection numbered or answered.
+    _hub_ref: Hub | None = None
+    _journal_mark: int = 0
 
-    async def _leave_room(self, code: int) -> None:
+    async def _leave_room(self, close_code: int) -> None:
         raise NotImplementedError
 
     def _written(self, seq: int) -> None:
-        raise NotImplementedError
+        """Numbered message ``seq`` was written (the session's window records it)."""
 
     def deliver_volatile(self, batch: TickBatch) -> None:
         """Queue one tick's poses; unsent older poses merge into it (newest wins)."""
@@ -74,8 +78,8 @@ class Outbound:
 
     def send_rtt_probe(self, ping: EncodedMessage, sent_ms: int) -> bool:
         """Queue the server's RTT probe, a ``Ping`` carrying ``sent_ms`` (never numbered)."""
-        if self.outbox is None or self._close_code is not None:
-            return False
+        if self.outbox is None or self._close_code is not None or self.legacy is not None:
+            return False  # a legacy client has no answer to a Ping
         # A full queue is closed by the next reliable message, never by a probe.
         if not self.outbox.push((ping, 0), reliable=True):
             return False
@@ -140,6 +144,9 @@ class Outbound:
         while True:
             if not self.outbox and self._close_code is None:
                 return
+            # Was the close asked for before this round's drain? Then the round
+            # holds everything queued before it, and the close follows it.
+            closing = self._close_code is not None
             if self._close_code is CloseCode.SLOW_CONSUMER:
                 self.outbox.drain()  # the client resumes; sending more only deepens the backlog
             items = await self._durable_items()
@@ -151,17 +158,22 @@ class Outbound:
                     await asyncio.sleep(0)
                     if self._peer_gone:
                         return
-                if isinstance(item, TickBatch):
+                if self.legacy is not None:
+                    await self.legacy.send(self, item, track=self.conf.LATENCY_TRACKING_ENABLED)
+                elif isinstance(item, TickBatch):
                     await self._send_batch(item)
                 else:
                     kind = metrics.sent_type(item, track=self.conf.LATENCY_TRACKING_ENABLED)
                     await self._send_frame(item.frame(self.encoding, seq), kind)
-                    if seq:
-                        self._written(seq)
-            if self._close_code is not None:
-                await self._send_event({"type": "websocket.close", "code": int(self._close_code)})
-                self._meter.closed(self._close_code)
-                await self._leave_room(int(self._close_code))
+                if seq:
+                    self._written(seq)
+            code = self._close_code
+            if code is not None and (closing or not self.outbox):
+                # What was queued while the frames above were written, before
+                # the close was asked for, goes out first (one more round).
+                await self._send_event({"type": "websocket.close", "code": int(code)})
+                self._meter.closed(code)
+                await self._leave_room(code)
                 return
 
     async def _durable_items(self) -> list[OutItem]:

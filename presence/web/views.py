@@ -11,10 +11,12 @@ from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.middleware.csrf import get_token
 from django.shortcuts import render
 
 from presence import metrics
 from presence.cluster.instance import get_hub
+from presence.conf import presence_settings
 from presence.protocol import SERVER_VERSION
 
 READY_TIMEOUT_SECONDS = 1.0  # PROTOCOL.md section 1: a round trip within a second
@@ -91,5 +93,17 @@ async def ready(request: HttpRequest) -> JsonResponse:
 
 
 def client_page(request: HttpRequest) -> HttpResponse:
-    """The browser client: join a room and watch presence, chat and poses."""
-    return render(request, "index.html")
+    """The browser client (templates/index.html + presence/static/presence/page.js).
+
+    The page learns how to sign in from ``page_config``: a bare user id in
+    development mode, the session's user (a token from
+    ``POST /api/token/session/``), or a login form posting to ``/api/token/``.
+    """
+    user = request.user
+    signed_in = bool(user.is_authenticated)
+    config = {
+        "devAuth": presence_settings().DEV_AUTH,
+        "username": user.get_username() if signed_in else "",
+        "csrfToken": get_token(request),  # also sets the CSRF cookie the endpoint checks
+    }
+    return render(request, "index.html", {"page_config": config})

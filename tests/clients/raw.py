@@ -114,6 +114,10 @@ class RawClient:
             while time.monotonic() < deadline and self.close_code is None and not self.gone:
                 self.writer.write(batch)
                 await self.writer.drain()
+                # drain() returns without yielding while the kernel takes it all:
+                # let the reader see the server's close frame before a reset can
+                # destroy it.
+                await asyncio.sleep(0)
 
     async def wait_closed(self, timeout: float = DEADLINE) -> int | None:
         """Wait for the server's close frame or end of stream; the close code, if one came."""

@@ -71,6 +71,8 @@ def server_env(tmp: Path, *, redis_url: str = "", redis_prefix: str = "") -> dic
         RATE_LIMIT_MAX_REQUESTS="100000",
         API_TOKEN_RATE_PER_IP="100000/minute",
         API_TOKEN_RATE_PER_USERNAME="100000/minute",
+        API_SESSION_TOKEN_RATE="100000/minute",
+        API_PUBLIC_ROOMS_RATE_PER_IP="100000/minute",
         PRESENCE_AUTH_TIMEOUT_SECONDS="1",
         # A socket dropped without a close frame stays present this long
         # (PROTOCOL.md section 6); the tests of departures wait for it.

@@ -198,7 +198,7 @@ async def test_bad_frames_close_4007_and_others_unaffected(
     for n in range(10):  # BAD_FRAME_LIMIT consecutive bad frames
         await bob.send_raw(bad_frames[n % len(bad_frames)])
     code, before = await bob.expect_close()
-    assert [m.error.code for m in before] == [BAD_MESSAGE] * 10
+    assert [m.error.code for m in before] == [BAD_MESSAGE] * 10, [m.error.message for m in before]
     assert code == 4007
 
     gone = await control.recv_until(lambda m: m.type == pb.PRESENCE_LEAVE)

@@ -156,3 +156,46 @@ def test_daphne_action_logger_gets_redacted_details() -> None:
     log_action("http", "complete", {"path": f"/health?auth_token={SECRET}", "status": 200})
 
     assert seen == [("http", "complete", {"path": f"/health?auth_token={REDACTED}", "status": 200})]
+
+
+# --- what a hostile or careless request line does with a credential -------------
+# Found by sending real request lines to `make run` (uvicorn logs the raw query):
+# each of these printed a valid access token in full.
+
+JWT_LOOKALIKE = "eyJhbGciOiJIUzI1NiJ9.eyJ1c2VyX2lkIjoiNyJ9.c2lnbmF0dXJlLXBhcnQ"
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        f"/ws/lobby?auth_token='{JWT_LOOKALIKE}'",  # a quote right after '='
+        f"/ws/lobby?auth_token=<{JWT_LOOKALIKE}>",
+        f"/ws/lobby?auth_token=?{JWT_LOOKALIKE}",
+        f"/ws/lobby?auth_token=a#{JWT_LOOKALIKE}",
+        f"/ws/lobby?+auth_token={JWT_LOOKALIKE}",  # the name after a '+' (a space)
+        f"/ws/lobby?a=b,auth_token={JWT_LOOKALIKE}",  # other separators
+        f"/ws/lobby?a=b|auth_token={JWT_LOOKALIKE}",
+        f"/ws/lobby?a=auth_token={JWT_LOOKALIKE}",  # inside another value
+        f"/ws/lobby?auth_token%3D{JWT_LOOKALIKE}",  # '=' percent-encoded
+        f"/ws/lobby?{JWT_LOOKALIKE}",  # a bare query
+        f"/ws/{JWT_LOOKALIKE}",  # a token pasted into the path
+        f"/ws/lobby/{JWT_LOOKALIKE}/x",
+        f'"WebSocket /ws/lobby?x={JWT_LOOKALIKE}" [accepted]',
+    ],
+)
+def test_a_token_anywhere_in_a_request_line_is_redacted(line: str) -> None:
+    clean = redact(line)
+
+    assert "c2lnbmF0dXJlLXBhcnQ" not in clean  # no part of the signature
+    assert "eyJ1c2VyX2lkIjoiNyJ9" not in clean  # nor of the claims
+    assert REDACTED in clean
+
+
+def test_a_sensitive_value_runs_to_the_next_ampersand_as_the_server_reads_it() -> None:
+    # parse_qsl ends a value only at '&': so does the redaction.
+    assert redact("/x?session_id=ab'cd#ef?gh&room=a") == f"/x?session_id={REDACTED}&room=a"
+
+
+def test_a_jwt_header_alone_or_ordinary_words_are_not_mistaken_for_tokens() -> None:
+    text = "client c0a1 joined room eyJ-lobby (key eyJhbGciOiJIUzI1NiJ9)"
+    assert redact(text) == text

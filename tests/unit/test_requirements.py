@@ -37,6 +37,9 @@ TOOLS = {
     "ruff",
     "mypy",
     "types-protobuf",
+    "py-spy",
+    "schemathesis",
+    "hypothesis",
 }
 
 

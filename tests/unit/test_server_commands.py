@@ -144,3 +144,16 @@ def test_daphne_is_not_asked_to_believe_proxy_headers(where: str) -> None:
 def test_runserver_is_not_asked_to_believe_proxy_headers() -> None:
     # daphne's runserver passes no forwarded-address header to its server.
     assert not [word for word in make_recipe("runserver") if "proxy" in word]
+
+
+# --- a request head that never ends does not hold a socket -----------------------------
+
+
+@pytest.mark.parametrize("where", sorted(uvicorn_lines()))
+def test_uvicorn_serves_http_with_the_request_head_deadline(where: str) -> None:
+    # uvicorn's own h11 protocol held a silent or half-sent request for ever.
+    argv = uvicorn_lines()[where]
+    assert "--http" in argv, f"{where}: {argv}"
+    assert argv[argv.index("--http") + 1] == (
+        "presence.transport.uvicorn_http:GuardedH11Protocol"
+    ), f"{where}: {argv}"

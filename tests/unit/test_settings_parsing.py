@@ -9,7 +9,7 @@ import pytest
 from django.core.exceptions import ImproperlyConfigured
 
 from graphwiz.envparse import env_bool, env_float, env_int, env_list
-from presence.conf import DEFAULTS, PresenceSettings, build
+from presence.conf import DEFAULTS, MAX_CHAT_HISTORY, PresenceSettings, build
 from presence.protocol.frameguard import FrameLimits
 
 # --- env_bool -----------------------------------------------------------------
@@ -167,7 +167,15 @@ NUMBERS = sorted(
     name
     for name, value in DEFAULTS.items()
     if type(value) in (int, float)
-    and name not in ("HEARTBEAT_INTERVAL_MS", "TICK_HZ", "RTT_PROBE_SECONDS", "MESSAGE_MAX_RETRIES")
+    and name
+    not in (
+        "HEARTBEAT_INTERVAL_MS",
+        "TICK_HZ",
+        "RTT_PROBE_SECONDS",
+        "CHAT_HISTORY",
+        "LEGACY_DETECT_SECONDS",
+        "MESSAGE_MAX_RETRIES",
+    )
 )
 
 
@@ -307,6 +315,15 @@ def test_rtt_probe_interval_of_zero_turns_probes_off_and_negative_is_rejected() 
     assert build({"RTT_PROBE_SECONDS": 0}).RTT_PROBE_SECONDS == 0
     with pytest.raises(ImproperlyConfigured, match="RTT_PROBE_SECONDS"):
         build({"RTT_PROBE_SECONDS": -1.0})
+
+
+def test_chat_history_of_zero_is_off_and_it_is_bounded() -> None:
+    assert build({"CHAT_HISTORY": 0}).CHAT_HISTORY == 0
+    assert build({"CHAT_HISTORY": MAX_CHAT_HISTORY}).CHAT_HISTORY == MAX_CHAT_HISTORY
+    with pytest.raises(ImproperlyConfigured, match=r"CHAT_HISTORY'\] must be 0 to 500"):
+        build({"CHAT_HISTORY": MAX_CHAT_HISTORY + 1})
+    with pytest.raises(ImproperlyConfigured, match="CHAT_HISTORY"):
+        build({"CHAT_HISTORY": -1})
 
 
 def test_negative_tick_rate_is_rejected() -> None:

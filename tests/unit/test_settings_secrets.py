@@ -156,7 +156,10 @@ def test_throttle_rates_are_named_settings_read_from_the_environment(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     loaded = load_settings(
-        monkeypatch, API_TOKEN_RATE_PER_IP="100 / Hour", API_TOKEN_RATE_PER_USERNAME="3/min"
+        monkeypatch,
+        API_TOKEN_RATE_PER_IP="100 / Hour",
+        API_TOKEN_RATE_PER_USERNAME="3/min",
+        API_SESSION_TOKEN_RATE="7/minute",
     )
 
     rates = loaded["REST_FRAMEWORK"]["DEFAULT_THROTTLE_RATES"]
@@ -164,6 +167,8 @@ def test_throttle_rates_are_named_settings_read_from_the_environment(
         "token_ip": "100/hour",
         "token_username": "3/min",
         "token_refresh_ip": "60/minute",
+        "session_token_user": "7/minute",
+        "public_rooms_ip": "30/minute",
     }
 
 

@@ -169,6 +169,7 @@ class ClusterStatsView(APIView):
 
     permission_classes = [IsStaffOrDebug]
     renderer_classes = [JSONRenderer]
+    schema = None  # operational JSON (README "Stats"), not in /api/schema/
 
     def get(self, request: Request) -> Response:
         """Answer with :class:`ClusterStats`."""
@@ -180,6 +181,7 @@ class RoomStatsView(APIView):
 
     permission_classes = [IsStaffOrDebug]
     renderer_classes = [JSONRenderer]
+    schema = None  # operational JSON (README "Stats"), not in /api/schema/
 
     def get(self, request: Request, room_id: str) -> Response:
         """Answer with :class:`RoomStats`; 400 for an id that breaks the room-id rule."""

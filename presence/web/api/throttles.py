@@ -104,6 +104,10 @@ class TokenPerUsernameThrottle(PresenceRateThrottle):
         except ParseError:
             return None  # the view answers 400; the address throttle still counted it
         username = data.get(get_user_model().USERNAME_FIELD) if hasattr(data, "get") else None
+        # As the serializer's CharField reads it: a JSON number names the same
+        # user as its digits ({"username": 424242} signs in "424242").
+        if isinstance(username, int | float) and not isinstance(username, bool):
+            username = str(username)
         if not isinstance(username, str) or not username.strip():
             return None
         # Case and surrounding spaces do not make a new username to guess against.

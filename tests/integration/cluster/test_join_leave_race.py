@@ -139,3 +139,39 @@ async def test_leaving_right_after_hello_while_another_joins_leaves_no_ghost() -
         assert host == joiner.client_id, room
         assert get_hub().rooms[room].state.host_client_id == joiner.client_id, room
         await joiner.close()
+
+
+async def test_what_is_heard_while_joining_reaches_the_joiner_after_its_hello(
+    held_hub: Hub,
+) -> None:
+    hub = held_hub
+    registry = hub.registry
+    assert isinstance(registry, HeldJoinRegistry)
+    registry.ran.clear()
+    registry.release.clear()
+    y = Member("y", hub, "heard")
+    order: list[str] = []
+    joining = asyncio.create_task(
+        hub.join(
+            "heard",
+            y,
+            Player("y", "y", "Y"),
+            greet=lambda hello: (
+                order.append("hello") or y.inbox.put_nowait(pb.Message(server_hello=hello))
+            ),
+        )
+    )
+    await registry.ran.wait()
+    # Another instance announces a JOIN while y's registry answer is held.
+    other = pb.Message(
+        seq=0,
+        presence_event=pb.PresenceEvent(event_type=pb.JOIN, client_id="z"),
+    )
+    hub._receive_remote({"room": "heard", "items": [(other.SerializeToString(), True, "", "")]})
+    registry.release.set()
+    await joining
+
+    assert order == ["hello"]
+    first = await y.next_matching(lambda m: True)
+    assert first.WhichOneof("payload") == "server_hello"
+    await y.next_matching(presence(pb.JOIN, "z"))

@@ -16,6 +16,7 @@ import redis
 
 from presence.cluster.redis_registry import RedisRegistry
 from presence.cluster.registry import (
+    SERVER_OWNER,
     Arrival,
     Departure,
     InProcessRegistry,
@@ -330,6 +331,44 @@ async def test_late_entity_write_of_a_departed_owner_is_dropped(registry: Regist
     await registry.write({ROOM: RoomChanges(entities=[entity("alice", "late")])})
 
     assert (await join(registry, "carol")).entities == []
+
+
+async def test_server_entities_outlive_their_writer_and_go_with_the_room(
+    registry: Registry,
+) -> None:
+    """Entities owned by "server" stay while anyone is present, then go with the room."""
+    await join(registry, "alice")
+    await join(registry, "bob")
+    await registry.write({ROOM: RoomChanges(entities=[entity(SERVER_OWNER, "sign", x=4)])})
+    await registry.leave(ROOM, EAST, "alice")
+
+    assert entity_poses(await join(registry, "carol")) == {("sign", SERVER_OWNER, 4.0)}
+    assert [(e.id, e.owner_id) for e in await registry.entities(ROOM)] == [("sign", SERVER_OWNER)]
+    assert (await registry.view(ROOM)).entity_count == 1
+
+    for client_id in ("bob", "carol"):
+        await registry.leave(ROOM, EAST, client_id)
+    assert await registry.entities(ROOM) == []
+    assert (await join(registry, "dave")).entities == []
+
+
+async def test_a_server_entity_written_to_an_empty_room_is_dropped(registry: Registry) -> None:
+    """No member, no room: a late server write does not bring it back."""
+    await registry.write({ROOM: RoomChanges(entities=[entity(SERVER_OWNER, "late")])})
+
+    assert await registry.entities(ROOM) == []
+
+
+async def test_entities_lists_members_and_server_entities(registry: Registry) -> None:
+    """entities() reads every entity of the room with its owner."""
+    await join(registry, "alice")
+    await registry.write(
+        {ROOM: RoomChanges(entities=[entity("alice", "hat"), entity(SERVER_OWNER, "lamp")])}
+    )
+
+    listed = {(e.id, e.owner_id) for e in await registry.entities(ROOM)}
+
+    assert listed == {("hat", "alice"), ("lamp", SERVER_OWNER)}
 
 
 async def test_late_write_to_an_emptied_room_leaves_it_empty(registry: Registry) -> None:

@@ -233,3 +233,30 @@ def test_superuser_can_delete_room_with_its_history(
     assert not Room.objects.exists()
     assert not ConnectionSession.objects.exists()
     assert not ChatMessage.objects.exists()
+
+
+def _staff_client(*codenames: str) -> Client:
+    from django.contrib.auth.models import Permission, User
+
+    user = User.objects.create_user("viewer", password="pw-viewer-1", is_staff=True)
+    user.user_permissions.add(
+        *Permission.objects.filter(
+            content_type__app_label="presence", codename__in=("view_room", *codenames)
+        )
+    )
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+@pytest.mark.parametrize(("codenames", "shown"), [((), False), (("moderate_room",), True)])
+def test_the_room_page_offers_moderation_only_with_the_moderate_permission(
+    lobby: dict[str, int], codenames: tuple[str, ...], shown: bool
+) -> None:
+    client = _staff_client(*codenames)
+
+    page = client.get(reverse("admin:presence_room_change", args=["lobby"])).content.decode()
+
+    assert ('value="kick"' in page) is shown
+    assert ('id="lock-form"' in page) is shown
+    assert ('<span class="help">no permission to moderate</span>' in page) is not shown

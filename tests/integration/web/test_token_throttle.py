@@ -116,6 +116,26 @@ def test_the_username_window_slides_on_the_injected_clock(clock: FakeClock, user
     assert answered.status_code == 200
 
 
+def test_a_username_sent_as_a_json_number_counts_against_that_username(
+    clock: FakeClock,
+) -> None:
+    # The serializer reads {"username": 424242} as "424242" and signs that user
+    # in; the throttle once skipped anything but a string, so numeric usernames
+    # could be guessed without a per-username limit.
+    get_user_model().objects.create_user("424242", password=PASSWORD)
+
+    def guess(username: object, i: int) -> Any:
+        return Client(REMOTE_ADDR=f"198.51.100.{i}").post(
+            "/api/token/",
+            {"username": username, "password": "wrong"},
+            content_type="application/json",
+        )
+
+    answers = [guess(424242, i) for i in range(PER_USERNAME)] + [guess("424242", 9)]
+
+    assert statuses(answers) == [401] * PER_USERNAME + [429]
+
+
 # --- per address -----------------------------------------------------------------
 
 

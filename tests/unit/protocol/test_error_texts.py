@@ -18,6 +18,7 @@ from presence.protocol.codec import (
     decode_frame,
     negotiate_encoding,
 )
+from presence.protocol.codes import ErrorCode
 from presence.protocol.errors import BadFrame, ProtocolError
 from presence.protocol.jsonshape import MAX_ECHO
 from presence.protocol.validation import FieldLimits, validate_client_message
@@ -102,6 +103,71 @@ def test_json_frame_of_the_wrong_shape_names_the_field_and_what_it_must_be(
         decode_frame(text)
 
     assert refused.value.message == expected
+
+
+# Found over a live socket: these three got only the generic "does not match
+# graphwiz.core.Message" text, naming neither the field nor the fix.
+JSON_TEXTS_NAMED_NOW = [
+    (
+        '{"chatMessage": {"message": "a\\ud800b"}}',
+        "chatMessage.message: not valid Unicode (a lone surrogate such as \\ud800); "
+        "send UTF-8 text",
+    ),
+    (
+        '{"positionUpdate": {"position": {"x": 1e999}}}',
+        "positionUpdate.position.x: expected a finite number (1e999 overflows a double)",
+    ),
+    (
+        '{"chatMessage": {"message": "x"}, "chatMessage": {"message": "y"}}',
+        'field "chatMessage" given twice; send each field once',
+    ),
+    (
+        '{"chatMessage": {"message": "x", "message": "y"}}',
+        'field "message" given twice; send each field once',
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"), JSON_TEXTS_NAMED_NOW, ids=[t[:40] for t, _ in JSON_TEXTS_NAMED_NOW]
+)
+def test_bad_unicode_overflowing_numbers_and_repeated_fields_are_named(
+    text: str, expected: str
+) -> None:
+    with pytest.raises(BadFrame) as refused:
+        decode_frame(text)
+
+    assert refused.value.message == expected
+
+
+SURROGATE_FRAMES = [
+    ('{"voiceData": {"audioData": "\\udfff"}}', "voiceData.audioData: "),
+    (
+        '{"entityUpdate": {"entityId": "b", "components": {"c": "\\ud800"}}}',
+        'entityUpdate.components["c"]: ',
+    ),
+    (
+        '{"entitySpawn": {"entityId": "b", "components": {"\\ud800": "x"}}}',
+        "entitySpawn.components: a key is ",
+    ),
+    ('{"\\ud800": 1}', "a field name is "),
+    ('{"chatMessage": {"\\ud800": 1}}', "a field name in chatMessage is "),
+    ('{"clientHello": {"capabilities": ["\\ud800"]}}', "clientHello.capabilities[0]: "),
+]
+
+
+@pytest.mark.parametrize(
+    ("text", "where"), SURROGATE_FRAMES, ids=[t[:40] for t, _ in SURROGATE_FRAMES]
+)
+def test_a_lone_surrogate_anywhere_is_bad_message_naming_where(text: str, where: str) -> None:
+    # Over a live socket, the first two raised UnicodeEncodeError and the next
+    # three SystemError out of the error text itself: INTERNAL and close 4011.
+    with pytest.raises(BadFrame) as refused:
+        decode_frame(text)
+
+    assert refused.value.code == ErrorCode.BAD_MESSAGE
+    assert refused.value.message.startswith(where)
+    assert "not valid Unicode" in refused.value.message
 
 
 def test_a_long_unknown_field_name_is_quoted_cut_and_escaped() -> None:

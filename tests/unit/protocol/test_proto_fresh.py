@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -268,3 +269,16 @@ def test_field_has_the_type_protocol_md_gives(message: str, field: str) -> None:
 def test_message_field_number(message: str, field: str, number: int) -> None:
     descriptor = pb.DESCRIPTOR.message_types_by_name[message]
     assert descriptor.fields_by_name[field].number == number
+
+
+def test_committed_javascript_schema_matches_core_proto() -> None:
+    """presence/static/presence/schema.js is what ``make proto`` writes from core.proto."""
+    spec = importlib.util.spec_from_file_location("proto_js", ROOT / "scripts" / "proto_js.py")
+    assert spec is not None and spec.loader is not None
+    proto_js = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(proto_js)
+    committed = (ROOT / "presence" / "static" / "presence" / "schema.js").read_text()
+    assert committed == proto_js.module_text(), (
+        "presence/static/presence/schema.js is stale against core.proto: "
+        "run `make proto` and commit it"
+    )

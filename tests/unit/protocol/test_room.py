@@ -982,7 +982,7 @@ def staff_room() -> RoomState:
     room = make_room()
     room.join(player("alice"), now_ms=NOW_MS)
     room.join(
-        Player(client_id="mo", user_id="user-mo", display_name="Mo", staff=True), now_ms=NOW_MS
+        Player(client_id="mo", user_id="user-mo", display_name="Mo", moderator=True), now_ms=NOW_MS
     )
     room.join(player("bob"), now_ms=NOW_MS)
     return room
