@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from channels.db import database_sync_to_async
+from django.contrib.auth import get_user_model
+from rest_framework_simplejwt.tokens import AccessToken
 
 from presence.protocol import pb
 from presence.protocol.codes import CloseCode, ErrorCode
@@ -29,7 +32,8 @@ def short_windows(settings, channel_layer_kind: str) -> None:
 
 
 async def joined(room: str, user: str, **params: str | int) -> ProtocolClient:
-    query = "&".join(f"{k}={v}" for k, v in {"user_id": user, **params}.items())
+    identity = {} if "auth_token" in params else {"user_id": user}
+    query = "&".join(f"{k}={v}" for k, v in {**identity, **params}.items())
     client = ProtocolClient(f"/ws/{room}?{query}")
     await client.join()
     return client
@@ -295,3 +299,28 @@ async def test_a_message_written_to_the_old_socket_but_not_processed_is_replayed
     assert (replayed.seq, replayed.chat_message.message) == (join.seq + 1, "in flight")
     await back.close()
     await bob.close()
+
+
+async def test_a_member_kicked_in_its_grace_leaves_at_once(settings) -> None:
+    # A long grace: the LEAVE must come from the kick, not from the grace ending.
+    settings.PRESENCE = {
+        **settings.PRESENCE,
+        "PRESENCE_LEAVE_GRACE_SECONDS": 60.0,
+        "PRESENCE_RESUME_WINDOW_SECONDS": 60.0,
+    }
+    superuser = await database_sync_to_async(get_user_model().objects.create_superuser)("mo")
+    alice = await joined("rs-kick", "alice", auth_token=str(AccessToken.for_user(superuser)))
+    bob = await joined("rs-kick", "bob")
+    await alice.recv_kind("presence_event")  # bob's JOIN
+    await drop(bob)
+    assert await alice.communicator.receive_nothing(timeout=0.2)  # bob is in his grace
+
+    kick = pb.KickPlayer(target_client_id=bob.client_id, reason="gone anyway")
+    await alice.send(pb.Message(message_id="k1", kick_player=kick))
+    leave = await alice.recv_until(lambda m: kind(m) == "LEAVE")
+
+    assert leave.presence_event.client_id == bob.client_id
+    again = await resumed("rs-kick", "bob", bob, 0)  # the kick ended the session
+    assert not again.hello.resumed
+    await again.close()
+    await alice.close()
