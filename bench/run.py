@@ -509,10 +509,31 @@ def finish(
         if "scenarios" in target:
             target["summary"] = report.summarize(target)
     report.add_ratios(targets)
+    attach_storm(results)
     results["goals"] = goals.evaluate(targets)
     if reference is not None:
         results["worse_than_reference"] = goals.compare(targets, reference)
     results["meta"]["duration_s"] = round(time.monotonic() - begin, 1)
+
+
+def attach_storm(results: dict[str, Any]) -> None:
+    """Judge the reconnect storm against a's fresh connects of as many clients, in place.
+
+    The storm runs on uvicorn (two instances on Redis): its time to have every
+    client resumed, over the time a needs for as many fresh connects at the
+    connects/s a measured in this run, goes to the uvicorn target as
+    ``storm = {"seconds", "ratio_to_a"}`` for :func:`bench.goals.evaluate`.
+    """
+    storm = results.get("storm") or {}
+    targets = results["targets"]
+    a_rate = ((targets.get("a") or {}).get("connects") or {}).get("per_s") or 0
+    if "error" in storm or "storm_resume_s" not in storm or a_rate <= 0 or "uvicorn" not in targets:
+        return
+    a_seconds = storm["clients"] / a_rate
+    targets["uvicorn"]["storm"] = {
+        "seconds": storm["storm_resume_s"],
+        "ratio_to_a": round(storm["storm_resume_s"] / a_seconds, 3),
+    }
 
 
 def write_json(results: dict[str, Any], path: Path) -> None:

@@ -141,3 +141,30 @@ def test_compare_counts_fewer_connects_and_more_idle_memory_as_worse() -> None:
     keys = {w["key"] for w in compare(now, reference) if w["target"] == "uvicorn"}
 
     assert keys == {"per_s", "kb_per_connection"}
+
+
+def test_the_storm_is_judged_against_as_many_fresh_connects_to_a() -> None:
+    from bench.run import attach_storm
+
+    results = {
+        "targets": {"a": {"connects": {"per_s": 500.0}}, "uvicorn": {}},
+        "storm": {"clients": 1000, "storm_resume_s": 3.0},
+    }
+
+    attach_storm(results)
+
+    # a needs 1000 / 500 = 2 s for as many fresh connects: 3 s is 1.5x that.
+    assert results["targets"]["uvicorn"]["storm"] == {"seconds": 3.0, "ratio_to_a": 1.5}
+
+
+def test_a_failed_storm_is_not_judged() -> None:
+    from bench.run import attach_storm
+
+    results = {
+        "targets": {"a": {"connects": {"per_s": 500.0}}, "uvicorn": {}},
+        "storm": {"error": "ServerError: no Redis"},
+    }
+
+    attach_storm(results)
+
+    assert "storm" not in results["targets"]["uvicorn"]
