@@ -612,11 +612,20 @@ class PresenceConsumer(ReliableSession, Outbound, AsyncConsumer):
             moderation.signal(
                 self.room_id, outcome.moderation, actor_user_id=self.identity.django_user_id
             )
+        sender_name = ""
+        if outcome.chat_text is not None:
+            # In the room's recent chat before anyone else can hear it: a joiner
+            # on another instance that subscribes after the publish below still
+            # finds the line in its ServerHello (it missed it live).
+            sender_name = self._sender_name()
+            await chat_recorded(
+                self.hub.recent_chat, self.room_id, result.message.chat_message, sender_name
+            )
         await self.hub.publish(self.room_id, outcome.broadcasts, moderation=outcome.moderation)
         if self.conf.LATENCY_TRACKING_ENABLED:
             metrics.observe_processing(time.perf_counter() - started)
         if outcome.chat_text is not None:
-            await self._store_chat(result.message.chat_message)
+            await self._store_chat(result.message.chat_message, sender_name)
         for reply in outcome.replies:  # an Ack goes out once the message is stored
             if reply.type == pb.ERROR:
                 metrics.count_message_error(reply.error.code)
@@ -627,19 +636,21 @@ class PresenceConsumer(ReliableSession, Outbound, AsyncConsumer):
             return legacy_wire.HELLO_FIRST
         return "send a ClientHello with auth_token first"
 
-    async def _store_chat(self, chat: pb.ChatMessage) -> None:
-        """Store the line (database, then the room's recent chat) before it is acknowledged."""
+    def _sender_name(self) -> str:
+        """The sender's display name as the room knows it now."""
         assert self.hub is not None
         player = self.hub.rooms[self.room_id].state.players.get(self.client_id)
+        return player.display_name if player else ""
+
+    async def _store_chat(self, chat: pb.ChatMessage, sender_name: str) -> None:
+        """Store the line in the database before it is acknowledged."""
         await get_history().flush()  # the sender's session row exists before its chat
-        sender_name = player.display_name if player else ""
         await database_sync_to_async(services.chat_message_store)(
             room_id=self.room_id,
             sender_client_id=self.client_id,
             sender_name=sender_name,
             text=chat.message,
         )
-        await chat_recorded(self.hub.recent_chat, self.room_id, chat, sender_name)
 
     async def websocket_disconnect(self, event: dict[str, Any]) -> None:
         """The socket closed: leave the room and close the history row."""

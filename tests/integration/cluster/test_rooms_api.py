@@ -243,3 +243,31 @@ async def test_moderating_someone_absent_is_not_present_and_a_lock_of_an_empty_r
     refused = ProtocolClient("/ws/empty?user_id=erin")
     await refused.open()
     assert (await refused.recv()).error.code == ErrorCode.ROOM_LOCKED
+
+
+async def test_a_chat_line_is_in_the_recent_chat_before_other_instances_hear_it() -> None:
+    # A joiner on another instance that subscribes after the publish reads the
+    # recent chat for its hello: the line must already be there, or it is lost
+    # to that joiner (neither live nor in its initial state).
+    from presence.cluster.instance import get_hub
+
+    alice = await joined("alice", room="order")
+    hub = get_hub()
+    seen_at_publish: list[list[str]] = []
+    publish = hub.publish
+
+    async def spying_publish(room_id: str, broadcasts: Any, **kwargs: Any) -> None:
+        if any(b.message.HasField("chat_message") for b in broadcasts):
+            lines = await hub.recent_chat.read(room_id)
+            seen_at_publish.append([line.message for line in lines])
+        await publish(room_id, broadcasts, **kwargs)
+
+    hub.publish = spying_publish  # type: ignore[method-assign]
+    try:
+        await alice.send(pb.Message(chat_message=pb.ChatMessage(message="first")))
+        assert (await alice.ping(1)).WhichOneof("payload") == "pong"
+    finally:
+        del hub.publish
+
+    assert seen_at_publish == [["first"]]
+    await alice.close()
