@@ -83,6 +83,16 @@ class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
             elif event.opcode == Opcode.CLOSE:
                 self.handle_close(event)
 
+    def start_keepalive(self) -> None:
+        """uvicorn's, called once the 101 is written: the handshake is no longer needed.
+
+        The request and the response (their headers, ~2-3 KB) stayed with
+        the connection for its whole life; nothing reads them after the 101.
+        """
+        super().start_keepalive()
+        self.request = None  # type: ignore[assignment]
+        self.response = None  # type: ignore[assignment]
+
     def keepalive_timeout(self) -> None:
         """No pong in time: close with 4009, the code for a reader that stopped reading."""
         self.pong_timer = None
