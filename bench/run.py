@@ -59,6 +59,7 @@ from bench.servers import (
     service_command,
     service_env,
 )
+from bench.storm import storm_lines, storm_target
 
 REDIS_HOSTS = ("127.0.0.1", "localhost")
 BUSY_HOST_PCT = 25.0  # other work above this share of a core before the run: warn
@@ -161,6 +162,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="list every row worse than in this earlier results.json by more than 5 %%",
     )
     add("--server-env", action="append", default=[], metavar="KEY=VALUE", help="extra service env")
+    add(
+        "--storm-clients",
+        type=int,
+        default=None,
+        help="reconnect storm: clients of a killed instance that resume on another "
+        "(default 1000, 200 with --quick; needs Redis at --redis-url)",
+    )
+    add("--storm-room-size", type=int, default=10, help="reconnect storm: members per room")
+    add("--no-storm", action="store_true", help="skip the reconnect storm")
     return parser.parse_args(argv)
 
 
@@ -438,9 +448,9 @@ def bench_target(
             result["idle"] = run.idle()
         if plan.wants("connects"):
             result["connects"] = run.connects()
-        # The reconnect-storm row goes here: 1,000 clients resuming at once,
-        # timed against a's 1,000 fresh connects (result["storm"] = {"seconds":
-        # ..., "ratio_to_a": ...}); report.py prints it and goals.py judges it.
+        # The reconnect storm (issue 11) needs two instances on Redis: it runs
+        # once after the targets (run_storm), against fresh connects to the
+        # instance the clients resume on.
         if plan.quick:
             if plan.wants("quick"):
                 run.scenario("quick", 2, 5)
@@ -463,6 +473,31 @@ def bench_target(
         server.stop()
         if redis_prefix:
             _delete_redis_keys(args.redis_url, redis_prefix)
+
+
+def run_storm(args: argparse.Namespace, out: Path, tmp: Path, begin: float) -> dict[str, Any]:
+    """The reconnect-storm row (issue 11); skipped without Redis, errors recorded."""
+    clients = args.storm_clients or (200 if args.quick else 1000)
+    try:
+        _check_redis(args.redis_url)
+    except SystemExit as no_redis:
+        return {"error": f"skipped: {no_redis}"}
+    prefix = f"bench-storm-{uuid.uuid4().hex[:12]}"
+    log_line(begin, f"{'storm':<16} {clients} clients resume on another instance after SIGKILL")
+    (tmp / "storm").mkdir(parents=True, exist_ok=True)
+    try:
+        return storm_target(
+            tmp / "storm",
+            out,
+            redis_url=args.redis_url,
+            redis_prefix=prefix,
+            clients=clients,
+            room_size=max(1, args.storm_room_size),
+        )
+    except (ServerError, OSError, AssertionError, TimeoutError) as exc:
+        return {"error": f"{type(exc).__name__}: {exc}"}
+    finally:
+        _delete_redis_keys(args.redis_url, prefix)
 
 
 def finish(
@@ -533,6 +568,9 @@ def main(argv: list[str] | None = None) -> int:
                 pool.shutdown()
                 pool = GeneratorPool(args.workers, time.monotonic_ns())
             write_json(results, out / "results.json")
+        if not args.no_storm:
+            results["storm"] = run_storm(args, out, tmp, begin)
+            write_json(results, out / "results.json")
         results["meta"]["reference"] = args.compare
         finish(results, plan, begin, reference)
         write_json(results, out / "results.json")
@@ -541,6 +579,10 @@ def main(argv: list[str] | None = None) -> int:
         print(flush=True)
         for line in report.render(results):
             print(line)
+        if "storm" in results:
+            print()
+            for line in storm_lines(results["storm"]):
+                print(line)
         charts = ", ".join(str(c) for c in (chart, sizes_chart) if c)
         print(
             f"\nresults: {out / 'results.json'}"

@@ -166,6 +166,13 @@ PRESENCE = {
     "RATE_LIMIT_WINDOW_SECONDS": env_float(ENV, "RATE_LIMIT_WINDOW_SECONDS", 60.0, minimum=0.001),
     "MESSAGE_QUEUE_SIZE": env_int(ENV, "MESSAGE_QUEUE_SIZE", 1000, minimum=1),
     "MESSAGE_RETRY_INTERVAL": env_float(ENV, "MESSAGE_RETRY_INTERVAL", 5.0, minimum=0.001),
+    "MESSAGE_MAX_RETRIES": env_int(ENV, "MESSAGE_MAX_RETRIES", 3, minimum=0),
+    "PRESENCE_RESUME_WINDOW_SECONDS": env_float(
+        ENV, "PRESENCE_RESUME_WINDOW_SECONDS", 60.0, minimum=0.001
+    ),
+    "PRESENCE_LEAVE_GRACE_SECONDS": env_float(
+        ENV, "PRESENCE_LEAVE_GRACE_SECONDS", 10.0, minimum=0.001
+    ),
     "METRICS_SAMPLE_SIZE": env_int(ENV, "METRICS_SAMPLE_SIZE", 1000, minimum=1),
     "LATENCY_TRACKING_ENABLED": env_bool(ENV, "LATENCY_TRACKING_ENABLED", True),
     "REDIS_CHANNEL_PREFIX": REDIS_CHANNEL_PREFIX,
@@ -216,6 +223,12 @@ if PRESENCE["REGISTRY_HEARTBEAT_SECONDS"] >= PRESENCE["REGISTRY_LEASE_SECONDS"]:
     raise EnvError(
         "PRESENCE_REGISTRY_HEARTBEAT_SECONDS must be shorter than PRESENCE_REGISTRY_LEASE_SECONDS "
         f"(got {PRESENCE['REGISTRY_HEARTBEAT_SECONDS']} and {PRESENCE['REGISTRY_LEASE_SECONDS']})"
+    )
+if PRESENCE["PRESENCE_LEAVE_GRACE_SECONDS"] > PRESENCE["PRESENCE_RESUME_WINDOW_SECONDS"]:
+    raise EnvError(
+        "PRESENCE_LEAVE_GRACE_SECONDS must not be longer than PRESENCE_RESUME_WINDOW_SECONDS "
+        f"(got {PRESENCE['PRESENCE_LEAVE_GRACE_SECONDS']} and "
+        f"{PRESENCE['PRESENCE_RESUME_WINDOW_SECONDS']})"
     )
 # prometheus_client reads it itself (every process on the host writes its
 # metrics there); kept here for the code that needs to know (presence.metrics).

@@ -29,8 +29,12 @@ class PresenceSettings:
 
     RATE_LIMIT_MAX_REQUESTS: int = 60
     RATE_LIMIT_WINDOW_SECONDS: float = 60.0
-    MESSAGE_QUEUE_SIZE: int = 1000  # reliable messages waiting per connection
-    MESSAGE_RETRY_INTERVAL: float = 5.0
+    MESSAGE_QUEUE_SIZE: int = 1000  # reliable messages kept per session (replay, unacked)
+    MESSAGE_RETRY_INTERVAL: float = 5.0  # re-send an unacked reliable message after (s)
+    MESSAGE_MAX_RETRIES: int = 3  # re-sends before close 4009
+    # --- resume (PROTOCOL.md section 6)
+    PRESENCE_RESUME_WINDOW_SECONDS: float = 60.0  # a session outlives its socket this long
+    PRESENCE_LEAVE_GRACE_SECONDS: float = 10.0  # a dropped member stays present this long
     METRICS_SAMPLE_SIZE: int = 1000
     LATENCY_TRACKING_ENABLED: bool = True
     REDIS_CHANNEL_PREFIX: str = "graphwiz"
@@ -139,6 +143,15 @@ def build(overrides: dict[str, Any]) -> PresenceSettings:
             f"PRESENCE['REGISTRY_HEARTBEAT_SECONDS'] ({heartbeat}) must be shorter than "
             f"PRESENCE['REGISTRY_LEASE_SECONDS'] ({lease})"
         )
+    window = overrides.get(
+        "PRESENCE_RESUME_WINDOW_SECONDS", DEFAULTS["PRESENCE_RESUME_WINDOW_SECONDS"]
+    )
+    grace = overrides.get("PRESENCE_LEAVE_GRACE_SECONDS", DEFAULTS["PRESENCE_LEAVE_GRACE_SECONDS"])
+    if grace > window:
+        raise ImproperlyConfigured(
+            f"PRESENCE['PRESENCE_LEAVE_GRACE_SECONDS'] ({grace}) must not be longer than "
+            f"PRESENCE['PRESENCE_RESUME_WINDOW_SECONDS'] ({window})"
+        )
     try:
         trusted_networks(frozenset(overrides.get("TRUSTED_PROXIES", ())))
     except ValueError as bad:
@@ -150,13 +163,15 @@ def build(overrides: dict[str, Any]) -> PresenceSettings:
     return PresenceSettings(**overrides)
 
 
-_MAY_BE_ZERO = {  # 0 = off
+# 0 = off. MESSAGE_MAX_RETRIES 0: no re-sends, the first unacked interval closes with 4009.
+_MAY_BE_ZERO = {
     "HEARTBEAT_INTERVAL_MS",
     "TICK_HZ",
     "TICK_FAST_HZ",
     "RTT_PROBE_SECONDS",
     "CHAT_HISTORY",
     "LEGACY_DETECT_SECONDS",
+    "MESSAGE_MAX_RETRIES",
 }
 # A joiner's ServerHello carries the history: at 2,000 characters a line, 500
 # lines are up to 4 MB, the most a hello should ever weigh.

@@ -114,6 +114,49 @@ def count_core_layer_drops() -> None:
         layer_logger.setLevel(logging.INFO)
 
 
+# --- reliable delivery and resume (PROTOCOL.md sections 5 and 6) -----------------
+
+RELIABLE_RESENDS = Counter(
+    "presence_reliable_resends",
+    "Reliable messages re-sent to a client with the ack capability (same seq).",
+)
+RESUMES = Counter(
+    "presence_resumes",
+    "Reconnects that named a session: resumed (exact replay) or resync (a new session).",
+    ["outcome"],
+)
+REPLAYED = Counter(
+    "presence_replayed_messages",
+    "Reliable messages replayed to resumed sessions.",
+)
+CAUGHT_UP = Counter(
+    "presence_caught_up_messages",
+    "Reliable messages the channel layer lost, delivered from the room log instead.",
+)
+DUPLICATES_DROPPED = Counter(
+    "presence_duplicate_messages",
+    "Client messages with a message_id already answered: answered again, not applied.",
+)
+SLOW_CONSUMER_CLOSES = Counter(
+    "presence_slow_consumer_closes",
+    "Closes with 4009, by cause: overflow (kept window full of unacked or unsent "
+    "messages), unacked (no ack after every re-send), outbox (socket too slow).",
+    ["cause"],
+)
+_RESUMED = {o: RESUMES.labels(outcome=o) for o in ("resumed", "resync")}
+_SLOW = {c: SLOW_CONSUMER_CLOSES.labels(cause=c) for c in ("overflow", "unacked", "outbox")}
+
+
+def count_resume(outcome: str) -> None:
+    """Count one resume attempt: ``resumed`` or ``resync``."""
+    _RESUMED[outcome].inc()
+
+
+def count_slow_consumer(cause: str) -> None:
+    """Count one 4009 close by ``cause`` (presence.protocol.delivery's CAUSE_*)."""
+    _SLOW[cause].inc()
+
+
 # --- connections ----------------------------------------------------------------
 
 OUTCOMES = (

@@ -45,6 +45,14 @@ def room_group(room_id: str) -> str:
     return f"room.{room_id}"
 
 
+def instance_group(instance_id: str) -> str:
+    """The channel-layer group of one instance: events for the sessions it holds."""
+    return f"instance.{instance_id}"
+
+
+SESSION_EVENT = "presence.session"
+
+
 class LayerBridge:
     """Group membership, publishing and reading for one process's hub."""
 
@@ -101,6 +109,17 @@ class LayerBridge:
             except Exception as exc:
                 raise LayerFailed("group_send", exc) from exc
 
+    async def notify(self, instance_id: str, event: dict[str, Any]) -> None:
+        """Send ``event`` to another instance's hub (best effort: journals settle the rest)."""
+        if not self.remote:
+            return
+        assert self.layer is not None
+        try:
+            await self.layer.group_send(instance_group(instance_id), event)
+        except Exception:
+            metrics.count_layer_failure("group_send")
+            logger.warning("could not tell an instance that its session moved")
+
     async def reply(self, channel: str, answer: dict[str, Any]) -> None:
         """Answer a command on the caller's channel; a caller gone or Redis down is logged."""
         if self.layer is None or not channel:
@@ -124,6 +143,7 @@ class LayerBridge:
                     await self._reset()
                 if self._channel_name is None:
                     self._channel_name = await self.layer.new_channel(prefix="presence-hub.")
+                    await self.layer.group_add(instance_group(self.origin), self._channel_name)
                 await self.layer.group_add(room_group(room_id), self._channel_name)
             except Exception as exc:
                 raise LayerFailed("group_add", exc) from exc
@@ -208,7 +228,9 @@ class LayerBridge:
                 if event.get("instance") == self.origin and self.on_command is not None:
                     self.on_command(event)
                 continue
-            if event.get("type") != FANOUT_EVENT or event.get("origin") == self.origin:
+            if event.get("type") == SESSION_EVENT:
+                pass
+            elif event.get("type") != FANOUT_EVENT or event.get("origin") == self.origin:
                 continue
             try:
                 self.on_event(event)

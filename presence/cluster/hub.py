@@ -29,13 +29,20 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from channels.layers import BaseChannelLayer
 
 from presence import metrics, signals
-from presence.cluster.bridge import LayerBridge, LayerFailed
+from presence.cluster.bridge import SESSION_EVENT, LayerBridge, LayerFailed
+from presence.cluster.catchup import CatchUp
+from presence.cluster.hub_sessions import (
+    BackendUnavailable,
+    Draining,
+    Heard,
+    SessionHolding,
+    adopt_player,
+)
 from presence.cluster.publisher import Publisher
 from presence.cluster.recent_chat import InProcessRecentChat, RecentChat
 from presence.cluster.registry import (
@@ -47,9 +54,14 @@ from presence.cluster.registry import (
     RoomSnapshot,
 )
 from presence.cluster.rooms import LocalRoom, Member
+from presence.cluster.sessions import (
+    InProcessSessions,
+    Journal,
+    SessionStore,
+)
 from presence.cluster.tick_control import TickController
 from presence.protocol import core_pb2 as pb
-from presence.protocol.codec import EncodedMessage
+from presence.protocol.codec import EncodedMessage, leading_message_id
 from presence.protocol.codes import CloseCode
 from presence.protocol.moderation import Action, ModerationOrder
 from presence.protocol.room import Broadcast, Outcome, Player, RoomChanges, RoomState
@@ -69,14 +81,6 @@ UNSUBSCRIBE_LINGER_SECONDS = 10.0
 
 
 _ENTITY_SIGNALS = frozenset({"entity_spawn", "entity_despawn"})
-
-
-class BackendUnavailable(Exception):
-    """The channel layer (Redis) could not be reached."""
-
-
-class Draining(Exception):
-    """The instance is shutting down and takes no new members."""
 
 
 def _initial_state(
@@ -116,14 +120,6 @@ def _initial_state(
     )
 
 
-@dataclass(slots=True)
-class _Heard:
-    """Reliable events and the last hand-over another instance announced during a join."""
-
-    broadcasts: list[Broadcast] = field(default_factory=list)
-    host: str | None = None
-
-
 async def _forget(client_ids: list[str]) -> None:
     """Default for what to do about connections lost with their instance: nothing."""
 
@@ -132,7 +128,7 @@ def _ignore(room_id: str) -> None:
     """Default for what to do when a room's access rules changed: nothing."""
 
 
-class Hub:
+class Hub(SessionHolding):
     """This process's rooms, local delivery, the tick and channel-layer fan-out."""
 
     def __init__(
@@ -148,12 +144,27 @@ class Hub:
         on_lost: Callable[[list[str]], Awaitable[None]] = _forget,
         on_access_changed: Callable[[str], None] = _ignore,
         recent_chat: RecentChat | None = None,
+        sessions: SessionStore | None = None,
+        grace_seconds: float = 10.0,
+        window_seconds: float = 60.0,
     ) -> None:
         self.registry: Registry = registry if registry is not None else InProcessRegistry()
+        self.sessions: SessionStore = (
+            sessions if sessions is not None else InProcessSessions(window_seconds=window_seconds)
+        )
+        self.grace_seconds = grace_seconds
+        self.window_seconds = window_seconds
+        self.journal = Journal(
+            self.sessions, on_rejected=self._session_taken, on_failure=self._journal_failed
+        )
+        # Session id -> the local member holding it (attached, or detached in its window).
+        self.holders: dict[str, Any] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
         self.on_lost = on_lost
         self.on_access_changed = on_access_changed
         self.clock = clock
         self.instance_id = instance_id or uuid.uuid4().hex[:12]
+        self.catchup = CatchUp(origin=self.instance_id)
         # The room's last chat lines for joiners (presence.cluster.recent_chat).
         self.recent_chat: RecentChat = recent_chat or InProcessRecentChat(DEFAULT_CHAT_HISTORY)
         self.bridge = LayerBridge(
@@ -164,9 +175,10 @@ class Hub:
         )
         self.publisher = Publisher(
             self.bridge,
-            write=lambda changes: self.registry.write(changes),
+            write=self._write_before_publishing,
             on_failure=self.backend_failed,
             still_needed=self._room_in_use,
+            log=self._log_reliable,
         )
         self.unsubscribe_linger = UNSUBSCRIBE_LINGER_SECONDS
         self.tick_seconds = 1.0 / tick_hz if tick_hz > 0 else 0.0
@@ -180,7 +192,7 @@ class Hub:
         self._room_locks: dict[str, tuple[asyncio.Lock, int]] = {}  # lock, users
         # What other instances announced to a room while a member was joining
         # it: the joiner hears it after its hello.
-        self._heard_while_joining: dict[str, _Heard] = {}
+        self._heard_while_joining: dict[str, Heard] = {}
         self._ids = itertools.count(1)
         self._ticker: asyncio.Task[None] | None = None
         self._commands: set[asyncio.Task[None]] = set()  # API calls being answered
@@ -230,15 +242,20 @@ class Hub:
         player: Player,
         client_label: str,
         greet: Callable[[pb.ServerHello], None] | None,
+        *,
+        resume: bool = False,
+        heard: Heard | None = None,
     ) -> tuple[pb.ServerHello, list[Broadcast]]:
         await self._subscribe(room_id)
         arrival = Arrival(room_id, self.instance_id, player, client_label, self.now_ms())
-        heard = self._heard_while_joining[room_id] = _Heard()
+        if heard is None:
+            heard = self._heard_while_joining[room_id] = Heard()
         try:
             # The recent chat is read alongside (it never raises): one wait, not two.
-            snapshot, recent_chat = await asyncio.gather(
-                self.registry.join(arrival), self.recent_chat.read(room_id)
+            joined = (
+                self.registry.join(arrival, resume=True) if resume else self.registry.join(arrival)
             )
+            snapshot, recent_chat = await asyncio.gather(joined, self.recent_chat.read(room_id))
         except RegistryUnavailable as exc:
             if room_id not in self.rooms:
                 self._unsubscribe_later(room_id)
@@ -255,10 +272,14 @@ class Hub:
         # A hand-over heard while the registry answered is at least as new as
         # the snapshot's host.
         host = heard.host if heard.host is not None else snapshot.host_client_id
-        outcome = room.state.join(player, now_ms=now_ms, host_client_id=host)
-        # Route before registering: poses queued so far are already in the
-        # joiner's snapshot and must not reach it ahead of its hello.
-        due = self._route(room, outcome.broadcasts)
+        if snapshot.moved:  # resumed in its grace: present all along, nothing to announce
+            adopt_player(room.state, snapshot, player, host)
+            due: list[Broadcast] = []
+        else:
+            outcome = room.state.join(player, now_ms=now_ms, host_client_id=host)
+            # Route before registering: poses queued so far are already in the
+            # joiner's snapshot and must not reach it ahead of its hello.
+            due = self._route(room, outcome.broadcasts)
         room.members[member.client_id] = member
         self.emptied.clear()
         self._ensure_ticker()
@@ -276,14 +297,15 @@ class Hub:
         )
         if greet is not None:
             greet(hello)
-        signals.emit(
-            "member_joined",
-            room_id=room_id,
-            client_id=player.client_id,
-            user_id=player.user_id,
-            display_name=player.display_name,
-            instance_id=self.instance_id,
-        )
+        if not snapshot.moved:  # a member resumed in its grace never left
+            signals.emit(
+                "member_joined",
+                room_id=room_id,
+                client_id=player.client_id,
+                user_id=player.user_id,
+                display_name=player.display_name,
+                instance_id=self.instance_id,
+            )
         # What other instances announced while the registry answered may be
         # newer than the snapshot: the joiner hears it after its hello (a LEAVE
         # of someone the snapshot no longer lists is harmless; a missed one
@@ -291,6 +313,15 @@ class Hub:
         for broadcast in heard.broadcasts:
             member.deliver_reliable(broadcast.encoded())
         return hello, due
+
+    def _drop_if_empty(self, room_id: str, room: LocalRoom) -> None:
+        if room.members or self.rooms.get(room_id) is not room:
+            return
+        del self.rooms[room_id]
+        metrics.ROOMS_ACTIVE.dec()
+        if not self.rooms:
+            self.emptied.set()
+        self._unsubscribe_later(room_id)
 
     async def leave(self, room_id: str, member: Member, *, close_code: int = 1000) -> None:
         """Remove ``member``: LEAVE, despawns and host hand-over reach the others.
@@ -309,8 +340,18 @@ class Hub:
             if room is not None and room.members.get(member.client_id) is member:
                 await self._leave(room_id, room, member, close_code)
 
-    async def _leave(self, room_id: str, room: LocalRoom, member: Member, close_code: int) -> None:
-        del room.members[member.client_id]  # nothing more is delivered to it
+    async def _leave(
+        self,
+        room_id: str,
+        room: LocalRoom,
+        member: Member,
+        close_code: int,
+        *,
+        listening: bool = False,
+    ) -> None:
+        """``listening``: a detached session's grace ended; it hears its own LEAVE and stays."""
+        if not listening:
+            del room.members[member.client_id]  # nothing more is delivered to it
         pending: list[Broadcast] = []
         if not room.members:  # forget the room now: nothing below may stop that
             pending = room.take_pending()
@@ -323,6 +364,10 @@ class Hub:
             departure = await self.registry.leave(room_id, self.instance_id, member.client_id)
         except RegistryUnavailable as exc:
             self.backend_failed("registry", exc)  # the keeper removes it later
+        if listening and departure is None and self.registry.shared:
+            # Resumed on another instance (or swept) meanwhile: not ours to announce.
+            room.state.players.pop(member.client_id, None)
+            return
         now_ms = self.now_ms()
         player = room.state.players.get(member.client_id)
         broadcasts = room.state.leave(member.client_id, now_ms=now_ms).broadcasts
@@ -334,7 +379,12 @@ class Hub:
         if departure is not None and departure.host_changed:
             broadcasts.extend(room.state.hand_over(departure.new_host, now_ms=now_ms))
             host = room.state.host_client_id
-        due = [*pending, *self._route(room, broadcasts)]
+        due = list(pending)
+        for broadcast in broadcasts:
+            due += self._route(room, [broadcast])
+            if listening and broadcast.exclude == member.client_id:
+                # Its own LEAVE and despawns, in order, for its replay (PROTOCOL.md section 6).
+                member.deliver_reliable(broadcast.encoded())
         self._publish(room_id, due, host=host)
         if room_id not in self.rooms:
             self._unsubscribe_later(room_id)
@@ -602,6 +652,11 @@ class Hub:
                 room.queue_volatile(broadcast, self.poses_per_entity)
                 continue
             due.extend(room.flush())
+            if self.journal.needed:
+                self.catchup.note(room.state.room_id, broadcast.message.message_id)
+            heard = self._heard_while_joining.get(room.state.room_id)
+            if heard is not None:  # a member resuming hears it after its replay
+                heard.broadcasts.append(broadcast)
             room.deliver_reliable(broadcast)
             due.append(broadcast)
         if not self.tick_seconds:
@@ -668,6 +723,9 @@ class Hub:
         await self.bridge.reply(str(event.get("reply_to", "")), reply)
 
     def _receive_remote(self, event: dict[str, Any]) -> None:
+        if event.get("type") == SESSION_EVENT:
+            self._session_event(event)
+            return
         room_id = event.get("room", "")
         try:
             self._deliver_remote(self.rooms.get(room_id), event)
@@ -685,12 +743,15 @@ class Hub:
             if heard is not None:
                 heard.host = event["host"]
         volatile: list[Broadcast] = []
+        room_id = event.get("room", "")
         for proto, reliable, exclude, key in event["items"]:
             broadcast = Broadcast(pb.Message(), reliable, exclude, key)
             broadcast._encoded = EncodedMessage(proto)
             if not reliable:
                 volatile.append(broadcast)
                 continue
+            if self.journal.needed and not self.catchup.note(room_id, leading_message_id(proto)):
+                continue  # already caught up from the room log
             if heard is not None:
                 heard.broadcasts.append(broadcast)
             if room is not None:

@@ -15,7 +15,9 @@ from presence.cluster.hub import Hub
 from presence.cluster.keeper import start_keeper
 from presence.cluster.recent_chat import get_recent_chat
 from presence.cluster.redis_registry import RedisRegistry
+from presence.cluster.redis_sessions import RedisSessions
 from presence.cluster.registry import InProcessRegistry, Registry
+from presence.cluster.sessions import InProcessSessions, SessionStore
 from presence.cluster.shutdown import drain_on_sigterm
 from presence.conf import presence_settings
 from presence.per_loop import per_event_loop
@@ -30,11 +32,22 @@ def _forget_room_access(room_id: str) -> None:
 def _new_hub() -> Hub:
     conf = presence_settings()
     registry: Registry = InProcessRegistry()
+    window = conf.PRESENCE_RESUME_WINDOW_SECONDS
+    sessions: SessionStore = InProcessSessions(window_seconds=window)
     if conf.REDIS_URL:
         registry = RedisRegistry(
             conf.REDIS_URL,
             prefix=conf.REDIS_CHANNEL_PREFIX,
             lease_seconds=conf.REGISTRY_LEASE_SECONDS,
+            grace_seconds=conf.PRESENCE_LEAVE_GRACE_SECONDS,
+        )
+        sessions = RedisSessions(
+            conf.REDIS_URL,
+            prefix=conf.REDIS_CHANNEL_PREFIX,
+            queue_size=conf.MESSAGE_QUEUE_SIZE,
+            window_seconds=window,
+            held_extra_seconds=max(conf.REGISTRY_LEASE_SECONDS, conf.PRESENCE_LEAVE_GRACE_SECONDS)
+            + conf.REGISTRY_HEARTBEAT_SECONDS,
         )
     hub = Hub(
         get_channel_layer(),
@@ -44,6 +57,9 @@ def _new_hub() -> Hub:
         poses_per_entity=conf.TICK_POSES_PER_ENTITY,
         on_lost=close_lost_sessions,
         on_access_changed=_forget_room_access,
+        sessions=sessions,
+        grace_seconds=conf.PRESENCE_LEAVE_GRACE_SECONDS,
+        window_seconds=window,
         recent_chat=get_recent_chat(),
     )
     metrics.count_core_layer_drops()

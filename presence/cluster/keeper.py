@@ -1,9 +1,11 @@
 """Keeps this instance's part of the shared registry true (with ``REDIS_URL``).
 
 One task per process: every ``POSE_SYNC_HZ``-th of a second it writes the
-poses that changed; every ``REGISTRY_HEARTBEAT_SECONDS`` it renews the
-instance's heartbeat (and its connections' leases), sweeps instances whose
-lease expired and announces their members' departures. After Redis failed
+poses that changed; once a second it catches up from the room logs what the
+channel layer lost (:mod:`presence.cluster.catchup`); every
+``REGISTRY_HEARTBEAT_SECONDS`` it renews the instance's heartbeat (and its
+connections' leases and sessions), sweeps instances whose lease and grace
+expired and announces their members' departures. After Redis failed
 (the hub closed its members with 4012) the first heartbeat that succeeds
 removes what this instance left behind.
 """
@@ -53,7 +55,7 @@ class Keeper:
         """Sync poses often, heartbeat and sweep less often; never stop on failure."""
         loop = asyncio.get_running_loop()
         this_task = asyncio.current_task()
-        next_heartbeat = loop.time()
+        next_heartbeat = next_catch_up = loop.time()
         # Python 3.11's wait_for inside redis-py can swallow a cancellation that
         # races with a reply: check for one on every round, or never stop.
         while not self._stopping and not (this_task and this_task.cancelling()):
@@ -63,6 +65,9 @@ class Keeper:
                     await self.heartbeat()
                 elif not self.hub.degraded:
                     await self.hub.sync()
+                    if loop.time() >= next_catch_up:
+                        next_catch_up = loop.time() + self.hub.catchup.period
+                        await self.hub.catch_up()
             except BackendUnavailable:
                 pass  # the hub has counted it and closed its members
             except Exception:  # a failed round must not end the keeper
@@ -87,6 +92,7 @@ class Keeper:
                 hub.degraded = False
                 logger.warning("Redis answers again; registry reconciled")
             await hub.announce(await hub.registry.sweep())
+            await hub.renew_sessions()
         except RegistryUnavailable as exc:
             hub.backend_failed("heartbeat", exc)
 

@@ -27,9 +27,6 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import redis.asyncio as aioredis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from presence.cluster.registry import (
@@ -43,6 +40,7 @@ from presence.cluster.registry import (
 )
 from presence.protocol import core_pb2 as pb
 from presence.protocol.room import Player, RoomChanges
+from presence.redis_client import redis_client
 
 logger = logging.getLogger(__name__)
 
@@ -75,7 +73,13 @@ local function leave(p, room, cid, inst, departing)
   local base = p .. ':room:' .. room
   local members = base .. ':members'
   local conn = base .. ':conn:' .. cid
-  if inst == '' then inst = redis.call('HGET', conn, 'instance') or '' end
+  local owner = redis.call('HGET', conn, 'instance')
+  -- Moved to another instance by a resume: not this instance's to remove.
+  if inst ~= '' and owner and owner ~= inst then
+    redis.call('SREM', p .. ':instance:' .. inst .. ':conns', room .. ' ' .. cid)
+    return false
+  end
+  if inst == '' then inst = owner or '' end
   redis.call('SREM', p .. ':instance:' .. inst .. ':conns', room .. ' ' .. cid)
   if redis.call('ZREM', members, cid) == 0 then return false end
   redis.call('DEL', conn)
@@ -116,7 +120,9 @@ end
 """
 )
 
-# ARGV: prefix, room, client, instance, lease ms, then hash field/value pairs.
+# ARGV: prefix, room, client, instance, lease ms, "resume" or "", then hash
+# field/value pairs. A resume of a connection still present moves it to the
+# instance as it is (no new join order, player or host): "moved" is 1.
 JOIN_LUA = (
     _NOW
     + """
@@ -127,10 +133,20 @@ local conn = base .. ':conn:' .. cid
 -- An instance is registered by its first join or heartbeat, so it can be
 -- swept even if it dies before it heart-beats; "fresh" tells it it was not.
 local fresh = redis.call('ZADD', p .. ':instances', 'NX', now_ms(), inst)
-redis.call('ZADD', members, redis.call('INCR', base .. ':seq'), cid)
-redis.call('HSET', conn, 'instance', inst, unpack(ARGV, 6))
+local moved = 0
+local entry = room .. ' ' .. cid
+local present = redis.call('ZSCORE', members, cid) and redis.call('EXISTS', conn) == 1
+if ARGV[6] == 'resume' and present then
+  local old = redis.call('HGET', conn, 'instance')
+  if old then redis.call('SREM', p .. ':instance:' .. old .. ':conns', entry) end
+  redis.call('HSET', conn, 'instance', inst)
+  moved = 1
+else
+  redis.call('ZADD', members, redis.call('INCR', base .. ':seq'), cid)
+  redis.call('HSET', conn, 'instance', inst, unpack(ARGV, 7))
+end
 redis.call('PEXPIRE', conn, ttl)
-redis.call('SADD', p .. ':instance:' .. inst .. ':conns', room .. ' ' .. cid)
+redis.call('SADD', p .. ':instance:' .. inst .. ':conns', entry)
 redis.call('SADD', p .. ':rooms', room)
 local hostkey = base .. ':host'
 local host = redis.call('GET', hostkey)
@@ -149,7 +165,7 @@ end
 for _, e in ipairs(redis.call('HVALS', base .. ':entities:' .. SERVER_OWNER)) do
   table.insert(entities, e)
 end
-return {host, players, entities, fresh}
+return {host, players, entities, fresh, moved}
 """
 )
 
@@ -318,18 +334,18 @@ class RedisRegistry:
 
     shared = True
 
-    def __init__(self, redis_url: str, *, prefix: str, lease_seconds: float) -> None:
+    def __init__(
+        self, redis_url: str, *, prefix: str, lease_seconds: float, grace_seconds: float = 0.0
+    ) -> None:
         self.prefix = prefix
         self.lease_ms = max(1, int(lease_seconds * 1000))
+        # A dead instance's members stay present for the grace after its last
+        # heartbeat (PROTOCOL.md section 6): swept once both have passed.
+        self.dead_after_ms = max(self.lease_ms, int(grace_seconds * 1000))
         # A connection's hash outlives two missed heartbeats' worth of lease;
         # the sweeper, driven by the instance heartbeat, removes it first.
-        self.conn_ttl_ms = 2 * self.lease_ms
-        self.client = aioredis.Redis.from_url(
-            redis_url,
-            socket_timeout=REDIS_SOCKET_TIMEOUT,
-            socket_connect_timeout=REDIS_SOCKET_TIMEOUT,
-            retry=Retry(NoBackoff(), 1),
-        )
+        self.conn_ttl_ms = 2 * self.dead_after_ms
+        self.client = redis_client(redis_url, timeout=REDIS_SOCKET_TIMEOUT)
         self._join = self.client.register_script(JOIN_LUA)
         self._leave = self.client.register_script(LEAVE_LUA)
         self._write = self.client.register_script(WRITE_LUA)
@@ -346,15 +362,16 @@ class RedisRegistry:
         except (TimeoutError, RedisError, OSError) as exc:
             raise RegistryUnavailable(repr(exc)) from exc
 
-    async def join(self, arrival: Arrival) -> RoomSnapshot:
-        """Record the connection; elect it host if the room has none."""
+    async def join(self, arrival: Arrival, *, resume: bool = False) -> RoomSnapshot:
+        """Record the connection; elect it host if the room has none (or move it: resume)."""
         player = arrival.player
-        host, players, entities, fresh = await self._run(
+        host, players, entities, fresh, moved = await self._run(
             self._join,
             arrival.room_id,
             player.client_id,
             arrival.instance_id,
             self.conn_ttl_ms,
+            "resume" if resume else "",
             "user_id",
             player.user_id,
             "display_name",
@@ -371,6 +388,7 @@ class RedisRegistry:
             players=[pb.PlayerSnapshot.FromString(p) for p in players],
             entities=[pb.EntitySnapshot.FromString(e) for e in entities],
             instance_was_unknown=bool(fresh),
+            moved=bool(moved),
         )
 
     async def leave(self, room_id: str, instance_id: str, client_id: str) -> Departure | None:
@@ -412,7 +430,7 @@ class RedisRegistry:
 
     async def sweep(self) -> list[Departure]:
         """Remove the connections of every instance whose lease expired."""
-        return [_departure(row) for row in await self._run(self._sweep, self.lease_ms)]
+        return [_departure(row) for row in await self._run(self._sweep, self.dead_after_ms)]
 
     async def retire(self, instance_id: str, keep: set[tuple[str, str]]) -> list[Departure]:
         """Remove this instance's connections except ``keep`` (all of them: shutdown)."""
@@ -424,6 +442,17 @@ class RedisRegistry:
         try:
             return sorted(_text(r) for r in await self.client.smembers(f"{self.prefix}:rooms"))
         except (RedisError, OSError, TimeoutError) as exc:
+            raise RegistryUnavailable(repr(exc)) from exc
+
+    async def live_instances(self) -> int:
+        """Instances whose heartbeat is younger than the lease (Redis time)."""
+        try:
+            seconds, micros = await self.client.time()
+            now_ms = int(seconds) * 1000 + int(micros) // 1000
+            return int(
+                await self.client.zcount(f"{self.prefix}:instances", now_ms - self.lease_ms, "+inf")
+            )
+        except (TimeoutError, RedisError, OSError) as exc:
             raise RegistryUnavailable(repr(exc)) from exc
 
     async def view(self, room_id: str) -> RoomView:

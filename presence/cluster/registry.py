@@ -46,6 +46,8 @@ class RoomSnapshot:
     entities: list[pb.EntitySnapshot] = field(default_factory=list)
     # The joining instance was not registered: new, or swept while cut off.
     instance_was_unknown: bool = False
+    # A resume found the connection still present (its grace) and moved it here.
+    moved: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,8 +102,12 @@ class Registry(Protocol):
 
     shared: bool  # True when other instances read and write the same registry
 
-    async def join(self, arrival: Arrival) -> RoomSnapshot:
-        """Record the connection, elect it host if the room has none; the room after."""
+    async def join(self, arrival: Arrival, *, resume: bool = False) -> RoomSnapshot:
+        """Record the connection, elect it host if the room has none; the room after.
+
+        ``resume``: a connection of that client id still present (in its grace,
+        on any instance) is moved to the arrival's instance as it is (``moved``).
+        """
 
     async def leave(self, room_id: str, instance_id: str, client_id: str) -> Departure | None:
         """Remove the connection and its entities; ``None`` if it was already gone."""
@@ -123,6 +129,9 @@ class Registry(Protocol):
 
     async def room_ids(self) -> list[str]:
         """The rooms with members, on any instance, sorted."""
+
+    async def live_instances(self) -> int:
+        """How many instances heart-beat within the lease (this one included)."""
 
     async def view(self, room_id: str) -> RoomView:
         """The room's connections, host and entity count."""
@@ -152,10 +161,18 @@ class InProcessRegistry:
     def __init__(self) -> None:
         self.rooms: dict[str, _Room] = {}
 
-    async def join(self, arrival: Arrival) -> RoomSnapshot:
+    async def join(self, arrival: Arrival, *, resume: bool = False) -> RoomSnapshot:
         """Record the connection; the first member of an empty room hosts it."""
         room = self.rooms.setdefault(arrival.room_id, _Room())
         client_id = arrival.player.client_id
+        if resume and client_id in room.players:
+            room.arrivals[client_id] = arrival
+            return RoomSnapshot(
+                host_client_id=room.host_client_id,
+                players=[p.snapshot() for p in room.players.values()],
+                entities=[e for owned in room.entities.values() for e in owned.values()],
+                moved=True,
+            )
         room.players[client_id] = arrival.player
         room.arrivals[client_id] = arrival
         if room.host_client_id not in room.players:
@@ -226,6 +243,10 @@ class InProcessRegistry:
     async def room_ids(self) -> list[str]:
         """The rooms with members, sorted."""
         return sorted(self.rooms)
+
+    async def live_instances(self) -> int:
+        """Only this process."""
+        return 1
 
     async def view(self, room_id: str) -> RoomView:
         """The room's connections in join order."""

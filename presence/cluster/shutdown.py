@@ -1,11 +1,14 @@
-"""Graceful shutdown on SIGTERM: close every socket with 4000, leave the registry.
+"""Graceful shutdown on SIGTERM: close every socket with 4000; members resume elsewhere.
 
 Servers install their own SIGTERM handler (twisted for daphne, uvicorn's
 ``handle_exit``). The first hub of the process wraps it: on SIGTERM every
 local member is closed with 4000 (PROTOCOL.md section 7, "server going
-away"), their departures reach the registry and the other instances, the
-instance retires from the registry, and only then the server's own handler
-runs and stops the server.
+away"). With another live instance on the same Redis, the members stay
+present in their grace (PROTOCOL.md section 6): what they were sent is in the
+session store, they resume on the other instance unseen by their rooms, and
+the survivors sweep whoever does not come back. Alone (or without Redis) the
+instance retires from the registry: the rooms hear the departures at once.
+Only then the server's own handler runs and stops the server.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from presence.storage.history import flush_at_shutdown
 logger = logging.getLogger(__name__)
 
 DRAIN_SECONDS = 5.0  # how long members get to close before the server stops anyway
+CLOSED_POLL_SECONDS = 0.05  # sockets closing report no event to wait on
 _installed = False
 
 
@@ -37,14 +41,37 @@ async def drain(hub: Hub, *, timeout: float = DRAIN_SECONDS) -> None:
     hub.draining = True  # joins from now on are refused with 4000
     if hub.keeper is not None:
         await hub.keeper.stop()
-    await _retire(hub)
+    handing_over = await _others_alive(hub)
+    if not handing_over:
+        await _retire(hub)
     hub.abort_all(CloseCode.GOING_AWAY, "server going away")
     try:
-        await asyncio.wait_for(hub.emptied.wait(), timeout)
+        await asyncio.wait_for(
+            _sockets_closed(hub) if handing_over else hub.emptied.wait(), timeout
+        )
     except TimeoutError:
         logger.warning("%d connections still open after %.0f s", len(hub.local_members()), timeout)
-    await _retire(hub)  # whatever joined while the first retire ran
+    if handing_over:
+        await hub.journal.flush()  # what the members were sent is in the store
+    else:
+        await _retire(hub)  # whatever joined while the first retire ran
     await flush_at_shutdown()
+
+
+async def _others_alive(hub: Hub) -> bool:
+    """Whether another live instance shares the registry (and can take the sessions)."""
+    if not hub.registry.shared or not hub.sessions.shared:
+        return False
+    try:
+        return await hub.registry.live_instances() > (1 if hub.registered else 0)
+    except RegistryUnavailable:
+        return False
+
+
+async def _sockets_closed(hub: Hub) -> None:
+    """Until no local member has an open socket (detached ones stay in their rooms)."""
+    while any(getattr(m, "attached", True) for m in hub.local_members()):
+        await asyncio.sleep(CLOSED_POLL_SECONDS)
 
 
 async def _retire(hub: Hub) -> None:

@@ -157,6 +157,21 @@ def _read_varint(data: bytes, at: int) -> tuple[int, int]:
             raise ValueError("varint longer than 64 bits")
 
 
+def leading_message_id(proto: bytes) -> str:
+    """The ``message_id`` (field 1) of an encoded server message; "" if it has none.
+
+    Protobuf writes it first; a server message always has one (room messages)
+    or none (direct replies).
+    """
+    if not proto or proto[0] != _MESSAGE_ID_TAG:
+        return ""
+    try:
+        length, at = _read_varint(proto, 1)
+        return proto[at : at + length].decode("utf-8")
+    except (IndexError, ValueError):
+        return ""
+
+
 def envelope_head(proto: bytes) -> tuple[int, int]:
     """``(timestamp, type)`` of an encoded server ``Message``; 0 for what is unset.
 

@@ -31,6 +31,8 @@ from presence.cluster.account_watch import watch_accounts
 from presence.cluster.hub import BackendUnavailable, Draining, Hub
 from presence.cluster.instance import get_hub
 from presence.cluster.recent_chat import chat_recorded
+from presence.cluster.registry import RegistryUnavailable
+from presence.cluster.sessions import Claimed, Refused, SessionRecord
 from presence.conf import presence_settings
 from presence.protocol import SERVER_VERSION
 from presence.protocol import core_pb2 as pb
@@ -56,6 +58,7 @@ from presence.transport.handshake import (
 )
 from presence.transport.outbound import SERVER_CAPABILITIES, Outbound, OutItem
 from presence.transport.probes import get_prober
+from presence.transport.reliable import ACK_CAPABILITY, ENDS_SESSION, ReliableSession
 from presence.transport.room_access import get_room_access
 
 logger = logging.getLogger(__name__)
@@ -74,7 +77,7 @@ def _wall_clock_ms() -> int:
     return int(time.time() * 1000)
 
 
-class PresenceConsumer(Outbound, AsyncConsumer):
+class PresenceConsumer(ReliableSession, Outbound, AsyncConsumer):
     """One WebSocket connection to one room."""
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -111,6 +114,9 @@ class PresenceConsumer(Outbound, AsyncConsumer):
         self._close_reason = ""  # why the server closed, for the connection's one log line
         self.clock_ms = _wall_clock_ms
         self._meter = metrics.ConnectionMeter()
+        self._init_session()
+        self._joining_hello: pb.ClientHello | None = None  # the hello a socket joined with
+        self._resync = False  # a refused resume: RESYNC_REQUIRED follows the hello
         try:
             while True:
                 await self.dispatch(await receive())
@@ -271,7 +277,14 @@ class PresenceConsumer(Outbound, AsyncConsumer):
         self._close(close_code)
 
     def abort(self, close_code: CloseCode, text: str) -> None:
-        """Close on the hub's word: Redis failed (4012), kicked (4403), going away (4000)."""
+        """Close on the hub's word: Redis failed (4012), kicked (4403), going away (4000).
+
+        A session whose socket already dropped (in its grace) and that is
+        kicked or loses its account ends at once: it leaves the room.
+        """
+        if self._close_code is not None and close_code in ENDS_SESSION:
+            self._end_detached()
+            return
         if self._close_code is not None or self.outbox is None:
             return
         self._close_reason = text
@@ -301,7 +314,10 @@ class PresenceConsumer(Outbound, AsyncConsumer):
             return
         room_id = admission.room_id
         self.hub = get_hub()
+        self._hub_ref = self.hub
         occupancy = await self.hub.occupancy(room_id)  # on every instance
+        if admission.resume is not None:
+            occupancy = max(0, occupancy - 1)  # a member in its grace counts itself
         access = await get_room_access().get(room_id)
         refusal = access.refusal(occupancy, identity.user_id)
         if refusal is not None:
@@ -310,11 +326,44 @@ class PresenceConsumer(Outbound, AsyncConsumer):
         if identity.expires_at is not None:
             self._after(max(0.0, identity.expires_at - time.time()), self._token_expired)
         self.room_id = room_id
-        headers = dict(self.scope.get("headers") or [])
+        self.identity = identity
+        self.connection_id = uuid.uuid4().hex
         label = client_label(admission.query)
+        self._joining_hello = hello
+        self._resync = admission.resume is not None
+        resumed = None
+        if admission.resume is not None:
+            resumed = await self._resume(admission, identity, display_name, label)
+        replayed = 0
+        if resumed is not None:
+            self._resync = False
+            server_hello, joined, replayed = resumed
+            self._greet(server_hello)
+        else:
+            joined = await self._fresh_session(admission, identity, display_name, label)
+        self._record_history(admission, identity, display_name, label, occupancy)
+        self._meter.accepted()
+        get_prober().ensure(self.hub)
+        watch_accounts(self.hub, identity)
+        after = admission.resume.last_seq if resumed is not None and admission.resume else 0
+        queued = self._go_live(after)
+        if replayed:
+            metrics.REPLAYED.inc(min(queued, replayed))
+        logger.debug("client %s joined room %s", self.client_id, room_id)
+        await self.hub.publish(room_id, joined)
+
+    def _record_history(
+        self,
+        admission: Admission,
+        identity: Identity,
+        display_name: str,
+        label: str,
+        occupancy: int,
+    ) -> None:
+        headers = dict(self.scope.get("headers") or [])
         get_history().opened(
             connected_at=timezone.now(),
-            room_id=room_id,
+            room_id=self.room_id,
             external_user_id=identity.user_id,
             django_user_id=identity.django_user_id,
             assigned_client_id=self.client_id,
@@ -325,34 +374,126 @@ class PresenceConsumer(Outbound, AsyncConsumer):
             occupancy=occupancy + 1,
         )
         self._recorded = True
-        self.identity = identity
+
+    def _player(self, identity: Identity, display_name: str) -> Player:
         player = Player(
             client_id=self.client_id,
             user_id=identity.user_id,
             display_name=display_name,
             moderator=identity.moderator,
         )
+        hello = self._joining_hello
         if hello is not None:  # the avatar a joining hello brings
             player.avatar_url = hello.avatar_url
             if hello.HasField("avatar_config"):
                 player.avatar_config = hello.avatar_config
-        _, joined = await self.hub.join(
-            room_id, self, player, client_label=label, greet=self._greet
+        return player
+
+    async def _fresh_session(
+        self, admission: Admission, identity: Identity, display_name: str, label: str
+    ) -> list[Any]:
+        """A new session: recorded in the store, then joined (the room hears JOIN)."""
+        assert self.hub is not None and self.session is not None
+        capabilities = self.session.capabilities
+        self._new_window(acks=ACK_CAPABILITY in capabilities)
+        assert self.window is not None and self.answers is not None
+        self.session_id = uuid.uuid4().hex
+        record = SessionRecord(
+            session_id=self.session_id,
+            user_id=identity.user_id,
+            room_id=self.room_id,
+            client_id=self.client_id,
+            instance_id=self.hub.instance_id,
+            connection_id=self.connection_id,
+            capabilities=tuple(sorted(capabilities)),
         )
-        self._meter.accepted()
-        get_prober().ensure(self.hub)
-        watch_accounts(self.hub, identity)
-        logger.debug("client %s joined room %s", self.client_id, room_id)
-        await self.hub.publish(room_id, joined)
+        try:
+            await self.hub.sessions.open(record, self.window, self.answers)
+        except RegistryUnavailable as exc:
+            raise self.hub.backend_failed("sessions", exc) from exc
+        self.hub.hold(self.session_id, self)
+        player = self._player(identity, display_name)
+        _, joined = await self.hub.join(
+            self.room_id, self, player, client_label=label, greet=self._greet
+        )
+        return joined
+
+    async def _resume(
+        self, admission: Admission, identity: Identity, display_name: str, label: str
+    ) -> tuple[pb.ServerHello, list[Any], int] | None:
+        """Claim the named session; its hello, what to publish and the replay's length.
+
+        ``None``: not resumable (counted; a session of the same identity ended).
+        """
+        assert self.hub is not None and self.session is not None and admission.resume
+        request = admission.resume
+        hub = self.hub
+        # A holder in this process hands its own window over; otherwise what
+        # the room logged that the holder never recorded is caught up.
+        catch_up = request.session_id not in hub.holders
+        claimed: list[Claimed] = []
+
+        async def claim() -> Claimed | Refused:
+            try:
+                result = await hub.sessions.claim(
+                    request.session_id,
+                    user_id=identity.user_id,
+                    room_id=self.room_id,
+                    last_seq=request.last_seq,
+                    instance_id=hub.instance_id,
+                    connection_id=self.connection_id,
+                    catch_up=catch_up,
+                )
+            except RegistryUnavailable as exc:
+                raise hub.backend_failed("sessions", exc) from exc
+            if isinstance(result, Claimed):
+                # Before anything the room says reaches this connection.
+                self.client_id = self.session.client_id = result.record.client_id
+                self.session_id = request.session_id
+                capabilities = frozenset(result.record.capabilities) | self.session.capabilities
+                self.session.capabilities = capabilities
+                self._adopt_claim(result, request.last_seq, ACK_CAPABILITY in capabilities)
+                claimed.append(result)
+            return result
+
+        result, hello, joined = await hub.resume(
+            self.room_id,
+            self,
+            lambda: self._player(identity, display_name),
+            session_id=request.session_id,
+            claim=claim,
+            client_label=label,
+        )
+        if isinstance(result, Refused) or hello is None:
+            metrics.count_resume("resync")
+            assert isinstance(result, Refused)
+            logger.info("resume refused (%s); a new session", result.reason)
+            if result.ended is not None:
+                await hub.end_session(result.ended)
+            return None
+        metrics.count_resume("resumed")
+        if result.record.instance_id != hub.instance_id:
+            hub.notify_holder(result.record, "taken")  # a half-open socket there gets 4010
+        hello.resumed = True
+        hello.ClearField("initial_state")
+        return hello, joined, len(result.replay)
 
     def _greet(self, hello: pb.ServerHello) -> None:
-        """Queue the ``ServerHello``: the first message of the joined connection."""
+        """Queue the ``ServerHello``: the first message of the joined connection.
+
+        A refused resume's ``RESYNC_REQUIRED`` follows it at once, before any
+        numbered message (those wait for :meth:`_go_live`).
+        """
+        assert self.hub is not None
         self.clock_ms = self.hub.now_ms
         hello.server_version = SERVER_VERSION
-        hello.session_id = uuid.uuid4().hex
+        hello.session_id = self.session_id
         hello.heartbeat_interval_ms = self.conf.HEARTBEAT_INTERVAL_MS
         hello.capabilities.extend(SERVER_CAPABILITIES)
         self._queue(stamp(pb.Message(server_hello=hello), now_ms=self.hub.now_ms()))
+        if self._resync:
+            text = "session not resumable: this is a new session; rebuild your state from it"
+            self._queue(error_message(ErrorCode.RESYNC_REQUIRED, text, now_ms=self.hub.now_ms()))
 
     async def _accept(self, subprotocol: str | None) -> None:
         await self.base_send({"type": "websocket.accept", "subprotocol": subprotocol})
@@ -451,7 +592,18 @@ class PresenceConsumer(Outbound, AsyncConsumer):
             track = self.conf.LATENCY_TRACKING_ENABLED
             self._meter.pong(result.message.pong.client_time_ms, track=track)
             return
+        if result.kind == "ack":
+            self._acked(result.message.ack.up_to_seq)
+            return
+        answered = self._answered(result.kind, result.message)
+        if answered is not None:  # a repeat: the same answer, never applied again
+            self._queue(answered)
+            return
+        message_id = result.message.message_id
         outcome = self.hub.apply(self.room_id, self.client_id, result.kind, result.message)
+        if result.kind == "client_hello" and result.message.client_hello.capabilities:
+            self._capabilities_changed(self.session.capabilities)
+        self._remember_answers(result.kind, message_id, outcome.replies)
         if outcome.moderation is not None:  # the audit record (and a lock) first
             assert self.identity is not None
             await moderation.record(
@@ -516,14 +668,29 @@ class PresenceConsumer(Outbound, AsyncConsumer):
     # --- teardown -------------------------------------------------------------
 
     async def _leave_room(self, close_code: int) -> None:
+        """The socket ended with ``close_code``: leave at once, or stay present for the grace."""
         hub, self.hub = self.hub, None
-        if hub is not None and self.room_id:
+        self._cancel_retry()
+        if hub is None or not self.room_id or self.released:
+            return
+        if self.session_id and close_code not in ENDS_SESSION and not self.lost:
+            hub.detach(self.room_id, self)  # PROTOCOL.md section 6: present, resumable
             try:
-                # Shielded: the writer (which leaves after a server close) may be
-                # cancelled by the disconnect; the leave must still finish.
-                await asyncio.shield(hub.leave(self.room_id, self, close_code=close_code))
-            except BackendUnavailable:
-                logger.warning("could not announce %s leaving to other instances", self.client_id)
+                await hub.sessions.detach(self.session_id, self.connection_id)
+            except RegistryUnavailable:
+                logger.warning("could not start the resume window of a session")
+            return
+        self.released = True
+        if self.session_id and hub.holders.get(self.session_id) is self:
+            del hub.holders[self.session_id]
+        try:
+            # Shielded: the writer (which leaves after a server close) may be
+            # cancelled by the disconnect; the leave must still finish.
+            await asyncio.shield(hub.leave(self.room_id, self, close_code=close_code))
+            if self.session_id:
+                await hub.sessions.end(self.session_id, self.connection_id)
+        except (BackendUnavailable, RegistryUnavailable):
+            logger.warning("could not announce %s leaving to other instances", self.client_id)
 
     async def _cleanup(self, close_code: int) -> None:
         """Leave the room and close the history row, once."""

@@ -81,6 +81,42 @@ class Admission:
     # A bare user_id outside development mode, held while a legacy CLIENT_HELLO
     # may still bring the token (issue 14): the answer if none comes.
     refusal: Refusal | None = None
+    resume: ResumeRequest | None = None  # session_id + last_seq (PROTOCOL.md section 6)
+
+
+@dataclass(frozen=True, slots=True)
+class ResumeRequest:
+    """A reconnect naming its session: resume after ``last_seq`` (0 = nothing processed)."""
+
+    session_id: str
+    last_seq: int
+
+
+SESSION_ID = re.compile(r"[0-9a-f]{32}")
+MAX_LAST_SEQ = (1 << 63) - 1
+RESUME_TEXT = (
+    "resume needs session_id (the 32 hex characters of ServerHello.session_id) and "
+    "last_seq (the highest seq you processed, a decimal >= 0; 0 = nothing)"
+)
+
+
+def resume_request(query: dict[str, str]) -> ResumeRequest | None:
+    """The ``session_id`` + ``last_seq`` parameters, checked; ``None`` without them.
+
+    Either without the other, or a malformed value, is refused with 4400.
+    """
+    session_id, last_seq = query.get("session_id"), query.get("last_seq")
+    if session_id is None and last_seq is None:
+        return None
+    if session_id is None or last_seq is None:
+        raise Refusal(ErrorCode.BAD_MESSAGE, CloseCode.BAD_REQUEST, RESUME_TEXT)
+    if not SESSION_ID.fullmatch(session_id):
+        raise Refusal(
+            ErrorCode.BAD_MESSAGE, CloseCode.BAD_REQUEST, f"bad session_id: {RESUME_TEXT}"
+        )
+    if not (last_seq.isascii() and last_seq.isdigit()) or int(last_seq) > MAX_LAST_SEQ:
+        raise Refusal(ErrorCode.BAD_MESSAGE, CloseCode.BAD_REQUEST, f"bad last_seq: {RESUME_TEXT}")
+    return ResumeRequest(session_id, int(last_seq))
 
 
 def parse_query(raw: bytes) -> dict[str, str]:
@@ -227,9 +263,11 @@ async def _check(
         if hello_may_authenticate and _bare_user_id(query, conf):
             return Admission(room_id, *negotiation, query, ip_address, None, refusal)
         raise refusal from None
+    # After the credentials: a session is only asked about by who may resume it.
+    resume = resume_request(query)
     if identity is not None and identity.dev_mode:
         metrics.DEV_AUTH_CONNECTIONS.inc()
-    return Admission(room_id, *negotiation, query, ip_address, identity)
+    return Admission(room_id, *negotiation, query, ip_address, identity, resume=resume)
 
 
 def _bare_user_id(query: dict[str, str], conf: PresenceSettings) -> bool:

@@ -32,7 +32,7 @@ logger = logging.getLogger(__name__)
 # direct replies), or one tick's poses.
 OutItem = tuple[EncodedMessage | TickBatch, int]
 BATCH_CAPABILITY = "batch"
-SERVER_CAPABILITIES = (BATCH_CAPABILITY,)
+SERVER_CAPABILITIES = (BATCH_CAPABILITY, "ack")
 
 
 class PeerGone(Exception):
@@ -58,18 +58,16 @@ class Outbound:
     clock_ms: Callable[[], int]  # stamps Batch frames (the hub's clock once joined)
     legacy: LegacyWire | None  # a GraphWiz-XR hub-client: its own frames (issue 14)
 
+    # The hub, also after the connection left it (a detached session); the
+    # newest journal mark of what this connection numbered or answered.
+    _hub_ref: Hub | None = None
+    _journal_mark: int = 0
+
     async def _leave_room(self, close_code: int) -> None:
         raise NotImplementedError
 
-    def deliver_reliable(self, encoded: EncodedMessage) -> None:
-        """Queue a reliable room message, numbered with this session's next seq."""
-        if self.outbox is None or self.session is None or self._close_code is not None:
-            return
-        if not self.outbox.push((encoded, self.session.next_seq()), reliable=True):
-            logger.warning("client %s is too slow; closing 4009", self.client_id)
-            self._close(CloseCode.SLOW_CONSUMER)
-            return
-        self._kick()
+    def _written(self, seq: int) -> None:
+        """Numbered message ``seq`` was written (the session's window records it)."""
 
     def deliver_volatile(self, batch: TickBatch) -> None:
         """Queue one tick's poses; unsent older poses merge into it (newest wins)."""
@@ -103,6 +101,7 @@ class Outbound:
         """Queue a direct, unnumbered reply (hello, error, ack, pong)."""
         assert self.outbox is not None
         if not self.outbox.push((EncodedMessage.of(message), 0), reliable=True):
+            metrics.count_slow_consumer("outbox")
             self._close(CloseCode.SLOW_CONSUMER)
             return
         self._kick()
@@ -150,7 +149,8 @@ class Outbound:
             closing = self._close_code is not None
             if self._close_code is CloseCode.SLOW_CONSUMER:
                 self.outbox.drain()  # the client resumes; sending more only deepens the backlog
-            for index, (item, seq) in enumerate(self.outbox.drain()):
+            items = await self._durable_items()
+            for index, (item, seq) in enumerate(items):
                 if index:
                     # Let the server see a lost connection between two frames of a
                     # backlog: uvicorn writes data frames to a transport that has
@@ -165,6 +165,8 @@ class Outbound:
                 else:
                     kind = metrics.sent_type(item, track=self.conf.LATENCY_TRACKING_ENABLED)
                     await self._send_frame(item.frame(self.encoding, seq), kind)
+                if seq:
+                    self._written(seq)
             code = self._close_code
             if code is not None and (closing or not self.outbox):
                 # What was queued while the frames above were written, before
@@ -173,6 +175,22 @@ class Outbound:
                 self._meter.closed(code)
                 await self._leave_room(code)
                 return
+
+    async def _durable_items(self) -> list[OutItem]:
+        """What is queued, once the journal holds what it numbers and answers.
+
+        A frame the store could not record is not sent: the client resumes from
+        what the store holds (the hub closes everyone with 4012 then).
+        """
+        assert self.outbox is not None
+        mark, hub = self._journal_mark, self._hub_ref
+        if mark and hub is not None and hub.journal.needed and not await hub.journal.durable(mark):
+            return [
+                (item, seq)
+                for item, seq in self.outbox.drain()
+                if isinstance(item, EncodedMessage) and item.head[1] == pb.ERROR
+            ]
+        return self.outbox.drain()
 
     async def _send_batch(self, batch: TickBatch) -> None:
         """One Batch frame to clients with the ``batch`` capability, else one frame each."""

@@ -20,12 +20,11 @@ from functools import lru_cache
 from typing import Any, Protocol
 
 import redis.asyncio as aioredis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
 from presence.protocol.ratelimit import ALLOWED, Clock, Decision, InProcessAttemptLimiter
+from presence.redis_client import redis_client
 
 # A limiter check sits on the handshake path: a stalled Redis refuses the
 # connection in seconds instead of holding it for the channel layer's 10 s.
@@ -140,14 +139,7 @@ class RedisAttemptLimiter:
         loop = asyncio.get_running_loop()
         entry = self._clients.get(loop)
         if entry is None:
-            client = aioredis.Redis.from_url(
-                self.redis_url,
-                socket_timeout=self.socket_timeout,
-                socket_connect_timeout=self.socket_timeout,
-                # One quick retry covers a pooled connection Redis dropped;
-                # more would hold the handshake for several timeouts.
-                retry=Retry(NoBackoff(), 1),
-            )
+            client = redis_client(self.redis_url, timeout=self.socket_timeout)
             entry = self._clients[loop] = (client, client.register_script(SLIDING_WINDOW_LUA))
         return entry
 

@@ -111,6 +111,10 @@ def _latency_line(kind: str, summary: Summary | None) -> str:
     )
 
 
+_CAUSES = ("overflow", "unacked", "outbox")
+_SLOW_CAUSES = [(c, frozenset(_CAUSES) - {c}) for c in _CAUSES]
+
+
 def render_report(totals: dict[str, float], *, uptime_seconds: float) -> str:
     """The "Performance Report" text from the metric ``totals`` and this process's samples."""
     samples = metrics.latency_samples()
@@ -136,6 +140,18 @@ def render_report(totals: dict[str, float], *, uptime_seconds: float) -> str:
         "",
         "Rooms",
         f"  active: {_sum(totals, 'presence_rooms_active')}",
+        "",
+        "Reliable delivery",
+        f"  re-sent: {_sum(totals, 'presence_reliable_resends_total')}",
+        f"  replayed: {_sum(totals, 'presence_replayed_messages_total')}",
+        f"  duplicates dropped: {_sum(totals, 'presence_duplicate_messages_total')}",
+        f"  resumed: {_sum(totals, 'presence_resumes_total', unless=frozenset({'resync'}))}",
+        f"  resync: {_sum(totals, 'presence_resumes_total', unless=frozenset({'resumed'}))}",
+        "  slow consumer closes (4009): "
+        + ", ".join(
+            f"{cause} {_sum(totals, 'presence_slow_consumer_closes_total', unless=others)}"
+            for cause, others in _SLOW_CAUSES
+        ),
         "",
         f"Latency (ms; the latest {samples.processing.size} samples of each kind, this process)",
         *(_latency_line(kind, samples.of(kind).summary()) for kind in LATENCY_KINDS),

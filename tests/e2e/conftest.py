@@ -74,6 +74,9 @@ def server_env(tmp: Path, *, redis_url: str = "", redis_prefix: str = "") -> dic
         API_SESSION_TOKEN_RATE="100000/minute",
         API_PUBLIC_ROOMS_RATE_PER_IP="100000/minute",
         PRESENCE_AUTH_TIMEOUT_SECONDS="1",
+        # A socket dropped without a close frame stays present this long
+        # (PROTOCOL.md section 6); the tests of departures wait for it.
+        PRESENCE_LEAVE_GRACE_SECONDS="1",
     )
     if redis_url:
         env.update(REDIS_URL=redis_url, REDIS_CHANNEL_PREFIX=redis_prefix)

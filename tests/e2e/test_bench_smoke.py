@@ -58,7 +58,8 @@ def quick_run(
 ) -> tuple[subprocess.CompletedProcess[str], Path]:
     out = tmp_path_factory.mktemp("bench")
     done = subprocess.run(
-        [sys.executable, "-m", "bench", "--quick", "--out", str(out)],
+        # The storm needs Redis: the second run below gives it the suite's.
+        [sys.executable, "-m", "bench", "--quick", "--out", str(out), "--no-storm"],
         cwd=PROJECT,
         capture_output=True,
         text=True,
@@ -156,7 +157,7 @@ def two_instance_run(
     command += ["--layer", "redis", "--redis-url", redis_url, "--instances", "2"]
     # Tiny, and without baseline a (ratios to a are covered by the run above): ~6 s
     # on a quiet host, ~10 s when the host is busy and the runner waits for quiet.
-    command += ["--idle", "20", "--connects", "20", "--no-baseline"]
+    command += ["--idle", "20", "--connects", "20", "--no-baseline", "--storm-clients", "40"]
     done = subprocess.run(
         command, cwd=PROJECT, capture_output=True, text=True, timeout=QUICK_TIMEOUT, check=False
     )
@@ -189,3 +190,17 @@ def test_two_instance_report_names_the_instance_count(
     rows = [line for line in done.stdout.splitlines() if line.startswith(TWO_INSTANCES)]
 
     assert len(rows) >= 2  # the scenario table and the connects/idle table
+
+
+def test_the_reconnect_storm_resumes_everyone_and_loses_nothing(
+    two_instance_run: tuple[subprocess.CompletedProcess[str], Path],
+) -> None:
+    done, out = two_instance_run
+    storm = json.loads((out / "results.json").read_text())["storm"]
+
+    assert "error" not in storm, storm
+    assert storm["clients"] == 40
+    assert (storm["resumed"], storm["not_resumed"]) == (40, 0)
+    assert (storm["chats_lost"], storm["chats_duplicated"], storm["out_of_order"]) == (0, 0, 0)
+    assert storm["storm_resume_s"] > 0 and storm["fresh_connect_s"] > 0
+    assert "reconnect storm (40 clients" in done.stdout

@@ -1,9 +1,7 @@
 """Resume scenarios for the clients (PROTOCOL.md section 6) against a live server.
 
-They need the server side of issue 11 (branch i11-resume: resume with
-session_id + last_seq, replay, message_id dedup, grace). Until it is on main
-they are expected to fail: ``strict=True`` turns their first pass into a
-failure, the signal to drop the mark.
+They exercise the server side of issue 11: resume with session_id +
+last_seq, replay, message_id dedup, grace, sessions in Redis.
 """
 
 from __future__ import annotations
@@ -29,9 +27,6 @@ with contextlib.suppress(ImportError):
 if TYPE_CHECKING:
     from playwright.async_api import Browser, Page
 
-NEEDS_ISSUE_11 = pytest.mark.xfail(
-    reason="needs the server side of issue 11 (resume, replay, message_id dedup)", strict=True
-)
 pytestmark = pytest.mark.e2e
 
 
@@ -44,7 +39,6 @@ def resume_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     server.stop()
 
 
-@NEEDS_ISSUE_11
 def test_js_client_resume_scenarios(resume_server: Server) -> None:
     ensure_node_modules()
     username, password = "resumer", f"pw-{uuid.uuid4().hex}"
@@ -98,7 +92,6 @@ async def _cut_chat_and_resume(proxy: CutProxy, page_a: Page, page_b: Page) -> N
     await expect(page_b.locator("#chat-log li", has_text="Alice left")).to_have_count(0)
 
 
-@NEEDS_ISSUE_11
 async def test_page_resumes_after_a_cut_without_losing_a_chat_line(
     page_proxy: CutProxy, resume_server: Server, chromium: Browser
 ) -> None:
@@ -107,7 +100,6 @@ async def test_page_resumes_after_a_cut_without_losing_a_chat_line(
     await shot(page_a, "room-page-resumed")
 
 
-@NEEDS_ISSUE_11
 async def test_page_resumes_on_a_restarted_server_with_redis(
     tmp_path: Path, redis_url: str, chromium: Browser
 ) -> None:
@@ -173,7 +165,6 @@ def _count(client: PresenceClient, text: str) -> int:
     return [line.message for line in client.room.chat].count(text)
 
 
-@NEEDS_ISSUE_11
 async def test_resume_after_cut_socket_replays_missed_messages(
     py_pair: tuple[PresenceClient, PresenceClient, CutProxy],
 ) -> None:
@@ -195,7 +186,6 @@ async def test_resume_after_cut_socket_replays_missed_messages(
     assert left == []
 
 
-@NEEDS_ISSUE_11
 async def test_resent_message_is_applied_once(
     py_pair: tuple[PresenceClient, PresenceClient, CutProxy],
 ) -> None:

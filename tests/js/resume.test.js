@@ -1,6 +1,6 @@
-// Resume scenarios (PROTOCOL.md section 6): they need the server side of
+// Resume scenarios (PROTOCOL.md section 6) against the server side of
 // issue 11 (session resume, replay, message_id dedup, grace). Run by
-// tests/e2e/test_client_resume.py, expected to fail until that has landed.
+// tests/e2e/test_client_resume.py.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 

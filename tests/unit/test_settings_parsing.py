@@ -175,6 +175,7 @@ NUMBERS = sorted(
         "RTT_PROBE_SECONDS",
         "CHAT_HISTORY",
         "LEGACY_DETECT_SECONDS",
+        "MESSAGE_MAX_RETRIES",
     )
 )
 
@@ -278,7 +279,11 @@ def test_non_positive_number_is_rejected(name: str, value: int) -> None:
 def test_smallest_positive_number_is_accepted(name: str) -> None:
     smallest = 1 if type(DEFAULTS[name]) is int else 0.001
     # The heartbeat must stay shorter than the lease (tested below).
-    others = {"REGISTRY_HEARTBEAT_SECONDS": 0.0005} if name == "REGISTRY_LEASE_SECONDS" else {}
+    others: dict[str, float] = {}
+    if name == "REGISTRY_LEASE_SECONDS":
+        others = {"REGISTRY_HEARTBEAT_SECONDS": 0.0005}
+    if name == "PRESENCE_RESUME_WINDOW_SECONDS":  # the grace may not be longer (tested below)
+        others = {"PRESENCE_LEAVE_GRACE_SECONDS": 0.001}
 
     assert getattr(build({name: smallest, **others}), name) == smallest
 
@@ -326,3 +331,18 @@ def test_negative_tick_rate_is_rejected() -> None:
     # 0 means "send poses at once"; a negative rate has no meaning.
     with pytest.raises(ImproperlyConfigured, match="TICK_HZ"):
         build({"TICK_HZ": -1.0})
+
+
+def test_max_retries_may_be_zero_but_not_negative() -> None:
+    assert build({"MESSAGE_MAX_RETRIES": 0}).MESSAGE_MAX_RETRIES == 0
+    with pytest.raises(ImproperlyConfigured) as refused:
+        build({"MESSAGE_MAX_RETRIES": -1})
+    assert "MESSAGE_MAX_RETRIES" in str(refused.value)
+
+
+def test_a_grace_longer_than_the_resume_window_is_refused_in_one_line() -> None:
+    with pytest.raises(ImproperlyConfigured) as refused:
+        build({"PRESENCE_LEAVE_GRACE_SECONDS": 61.0, "PRESENCE_RESUME_WINDOW_SECONDS": 60.0})
+    text = str(refused.value)
+    assert "PRESENCE_LEAVE_GRACE_SECONDS" in text and "PRESENCE_RESUME_WINDOW_SECONDS" in text
+    assert "\n" not in text
