@@ -35,4 +35,4 @@ EXPOSE 8083
 CMD ["uvicorn", "graphwiz.asgi:application", "--host", "0.0.0.0", "--port", "8083", \
      "--http", "presence.transport.uvicorn_http:GuardedH11Protocol", \
      "--ws", "presence.transport.uvicorn_ws:GuardedWebSocketProtocol", "--ws-max-size", "65536", "--ws-per-message-deflate", "false", \
-     "--no-proxy-headers", "--timeout-graceful-shutdown", "10"]
+     "--no-proxy-headers", "--loop", "uvloop", "--timeout-graceful-shutdown", "10"]

@@ -37,10 +37,12 @@ migrate: install-runtime
 # --ws: uvicorn's websockets-sansio protocol with the frame guard (ping floods,
 # endless fragments, oversized handshakes: presence/transport/uvicorn_ws.py).
 # daphne gets the same guard from graphwiz/asgi.py (presence/transport/daphne_ws.py).
+# --loop uvloop: the event loop in C (measured faster per frame and per connect:
+# README, "Performance"); pinned in requirements.txt.
 # --http: uvicorn's h11 protocol with a 10 s deadline for a request head, so a
 # silent or half-sent request cannot hold a socket (presence/transport/uvicorn_http.py;
 # daphne: presence/transport/daphne_http.py, also installed from graphwiz/asgi.py).
-UVICORN_WS := --http presence.transport.uvicorn_http:GuardedH11Protocol --ws presence.transport.uvicorn_ws:GuardedWebSocketProtocol --ws-max-size 65536 --ws-per-message-deflate false --no-proxy-headers
+UVICORN_WS := --http presence.transport.uvicorn_http:GuardedH11Protocol --ws presence.transport.uvicorn_ws:GuardedWebSocketProtocol --ws-max-size 65536 --ws-per-message-deflate false --no-proxy-headers --loop uvloop
 
 run: migrate  ## serve HTTP + WebSocket with uvicorn on $(HOST):$(PORT)
 	$(BIN)/uvicorn graphwiz.asgi:application --host $(HOST) --port $(PORT) $(UVICORN_WS)

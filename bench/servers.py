@@ -201,6 +201,9 @@ def service_command(server: str, port: int, *, quiet: bool = True) -> list[str]:
             # uvicorn believes X-Forwarded-For from 127.0.0.1 by default; only
             # TRUSTED_PROXIES may (presence/transport/ratelimits.py).
             "--no-proxy-headers",
+            # uvloop: the event loop, transports and callbacks in C (pinned in requirements.txt).
+            "--loop",
+            "uvloop",
         ]
         if quiet:
             command += ["--no-access-log", "--log-level", "warning"]

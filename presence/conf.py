@@ -44,6 +44,10 @@ class PresenceSettings:
     VOLATILE_MERGE_BYTES: int = 1 << 20  # ... and their size in bytes
     HEARTBEAT_INTERVAL_MS: int = 0  # advertised in ServerHello; 0 = no heartbeat asked
     TICK_HZ: float = 20.0  # pose fan-out ticks per second per room; 0 = send at once
+    # Ticks per second while the process has CPU to spare (presence/cluster/tick_control.py):
+    # the tick shortens toward this when idle and grows back to TICK_HZ under load;
+    # at or below TICK_HZ the tick stays fixed.
+    TICK_FAST_HZ: float = 80.0
     TICK_POSES_PER_ENTITY: int = 2  # newest poses of one entity kept per tick
     # --- at the door (PROTOCOL.md sections 4 and 8)
     DEV_AUTH: bool = False  # accept a bare user_id (development mode)
@@ -163,6 +167,7 @@ def build(overrides: dict[str, Any]) -> PresenceSettings:
 _MAY_BE_ZERO = {
     "HEARTBEAT_INTERVAL_MS",
     "TICK_HZ",
+    "TICK_FAST_HZ",
     "RTT_PROBE_SECONDS",
     "CHAT_HISTORY",
     "LEGACY_DETECT_SECONDS",

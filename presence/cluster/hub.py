@@ -59,6 +59,7 @@ from presence.cluster.sessions import (
     Journal,
     SessionStore,
 )
+from presence.cluster.tick_control import TickController
 from presence.protocol import core_pb2 as pb
 from presence.protocol.codec import EncodedMessage, leading_message_id
 from presence.protocol.codes import CloseCode
@@ -138,6 +139,7 @@ class Hub(SessionHolding):
         clock: Callable[[], float] = time.time,
         instance_id: str | None = None,
         tick_hz: float = DEFAULT_TICK_HZ,
+        fast_tick_hz: float = 0.0,
         poses_per_entity: int = DEFAULT_POSES_PER_ENTITY,
         on_lost: Callable[[list[str]], Awaitable[None]] = _forget,
         on_access_changed: Callable[[str], None] = _ignore,
@@ -180,6 +182,11 @@ class Hub(SessionHolding):
         )
         self.unsubscribe_linger = UNSUBSCRIBE_LINGER_SECONDS
         self.tick_seconds = 1.0 / tick_hz if tick_hz > 0 else 0.0
+        # Shorter ticks while the process has CPU to spare (presence.cluster.tick_control);
+        # fast_tick_hz at or below tick_hz keeps the tick fixed.
+        self.fast_tick_seconds = (
+            1.0 / fast_tick_hz if fast_tick_hz > tick_hz > 0 else self.tick_seconds
+        )
         self.poses_per_entity = poses_per_entity
         self.rooms: dict[str, LocalRoom] = {}
         self._room_locks: dict[str, tuple[asyncio.Lock, int]] = {}  # lock, users
@@ -664,15 +671,24 @@ class Hub(SessionHolding):
         """Once per tick: each room's newest poses, delivered and published once."""
         loop = asyncio.get_running_loop()
         this_task = asyncio.current_task()
+        control = None
+        if self.fast_tick_seconds < self.tick_seconds:
+            control = TickController(
+                slow_seconds=self.tick_seconds, fast_seconds=self.fast_tick_seconds
+            )
+        interval = self.fast_tick_seconds
         next_at = loop.time()
         # A cancellation swallowed inside redis-py (Python 3.11) must still end it.
         while self.rooms and not (this_task and this_task.cancelling()):
-            next_at += self.tick_seconds
+            next_at += interval
             delay = next_at - loop.time()
             if delay < 0:  # behind schedule: skip the missed ticks, never burst
                 next_at, delay = loop.time(), 0.0
             await asyncio.sleep(delay)
+            lateness = loop.time() - next_at
             await self.tick()
+            if control is not None:
+                interval = control.next_interval(max(0.0, lateness))
 
     async def tick(self) -> None:
         """Deliver and publish every room's pending poses (the tick loop calls this)."""

@@ -53,6 +53,7 @@ def _new_hub() -> Hub:
         get_channel_layer(),
         registry=registry,
         tick_hz=conf.TICK_HZ,
+        fast_tick_hz=conf.TICK_FAST_HZ,
         poses_per_entity=conf.TICK_POSES_PER_ENTITY,
         on_lost=close_lost_sessions,
         on_access_changed=_forget_room_access,

@@ -66,15 +66,16 @@ class LocalRoom:
         if not broadcasts:
             return
         sender = broadcasts[0].exclude
-        if (
-            len(self.members) == 1
-            and sender in self.members
-            and all(b.exclude == sender for b in broadcasts)
-        ):
+        if any(b.exclude != sender for b in broadcasts):
+            sender = None  # several senders: everyone gets something
+        elif len(self.members) == 1 and sender in self.members:
             return  # only the sender is here
         batch = TickBatch(_entries(broadcasts), newest_only=False)
-        for member in list(self.members.values()):
-            member.deliver_volatile(batch)
+        # A tick holding one member's poses only has nothing for that member
+        # (short ticks in small rooms: most of them): no frame, no writer.
+        for client_id, member in list(self.members.items()):
+            if client_id != sender:
+                member.deliver_volatile(batch)
 
     def deliver_reliable(self, broadcast: Broadcast) -> None:
         """``broadcast`` to every local member but its sender."""

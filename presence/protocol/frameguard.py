@@ -65,7 +65,8 @@ class FrameGuard:
     def __init__(self, limits: FrameLimits, *, clock: Callable[[], float]) -> None:
         self._limits = limits
         self._clock = clock
-        self._control: deque[float] = deque(maxlen=limits.control_frames)
+        # Made at the first ping or pong: most connections never send one.
+        self._control: deque[float] | None = None
         self._fragments = 0  # frames of the message in progress; 0 = none
 
     def frame(self, opcode: int, fin: bool) -> Verdict | None:
@@ -88,6 +89,8 @@ class FrameGuard:
     def _control_frame(self) -> Verdict | None:
         now = self._clock()
         window = self._control
+        if window is None:
+            window = self._control = deque(maxlen=self._limits.control_frames)
         if len(window) == window.maxlen and now - window[0] < self._limits.control_window:
             return Verdict(
                 CloseCode.RATE_LIMITED,

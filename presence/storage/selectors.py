@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from presence.models import ConnectionSession, Room, RoomBan
@@ -22,6 +22,16 @@ def room_present_sessions(*, room_id: str) -> QuerySet[ConnectionSession]:
         .select_related("user")
         .order_by("connected_at", "pk")
     )
+
+
+@retried_once
+def room_ids_with_rules(*, limit: int) -> frozenset[str] | None:
+    """Ids of the rooms locked, with a maximum or with a ban in force; None past ``limit``."""
+    ruled = Room.objects.filter(Q(locked=True) | Q(max_occupancy__isnull=False))
+    banned = RoomBan.objects.filter(until__gt=timezone.now())
+    ids = set(ruled.values_list("pk", flat=True)[: limit + 1])
+    ids.update(banned.values_list("room_id", flat=True).distinct()[: limit + 1])
+    return None if len(ids) > limit else frozenset(ids)
 
 
 @retried_once

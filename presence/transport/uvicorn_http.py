@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 
 import h11
-from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.h11_impl import DEFAULT_MAX_INCOMPLETE_EVENT_SIZE, H11Protocol
 
 # Imported by uvicorn before the application configures Django: nothing here
 # reads a setting until a connection arrives.
@@ -49,6 +49,31 @@ class GuardedH11Protocol(H11Protocol):
         super().on_response_complete()
         if not self.transport.is_closing():
             self._arm_head_timer()
+
+    def send_400_response(self, msg: str) -> None:
+        """uvicorn's 400, or 431 when the head outgrew h11's buffer unfinished.
+
+        Which of the two a head over the limit gets depended on how the event
+        loop cut the bytes: read whole, websockets answers it 431; cut, h11
+        gave up on it with a 400. Now it is 431 either way.
+        """
+        pending, _ = self.conn.trailing_data
+        if self.conn.their_state is h11.ERROR and len(pending) > self._max_head_bytes():
+            self._send_status_and_close(431, b"Request Header Fields Too Large")
+            return
+        super().send_400_response(msg)
+
+    def _max_head_bytes(self) -> int:
+        limit = self.config.h11_max_incomplete_event_size
+        return int(limit if limit is not None else DEFAULT_MAX_INCOMPLETE_EVENT_SIZE)
+
+    def _send_status_and_close(self, status: int, reason: bytes) -> None:
+        headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"connection", b"close")]
+        response = h11.Response(status_code=status, headers=headers, reason=reason)
+        self.transport.write(self.conn.send(response) or b"")
+        self.transport.write(self.conn.send(h11.Data(data=reason)) or b"")
+        self.transport.write(self.conn.send(h11.EndOfMessage()) or b"")
+        self.transport.close()
 
     def _arm_head_timer(self) -> None:
         self._cancel_head_timer()

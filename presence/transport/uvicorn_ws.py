@@ -22,6 +22,7 @@ Everything else is uvicorn's.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -41,11 +42,60 @@ KEEPALIVE_TIMEOUT_REASON = "keepalive ping timeout"
 LINGER_SECONDS = 1.0
 
 
+class ReceiveQueue:
+    """The events waiting for the application: uvicorn's ``asyncio.Queue``, lighter.
+
+    An ``asyncio.Queue`` per connection costs three deques and an ``Event``
+    (~2 KB), made whether or not anything ever waits. This keeps a list of
+    events and the futures of waiting readers (the consumer is the one
+    reader); the same ``put_nowait``, ``get``, ``empty`` and ``qsize``.
+    Unbounded like uvicorn's: the protocol stops reading the socket while
+    events wait.
+    """
+
+    __slots__ = ("_items", "_waiters")
+
+    def __init__(self) -> None:
+        self._items: list[Any] = []
+        self._waiters: list[asyncio.Future[None]] | None = None
+
+    def put_nowait(self, item: Any) -> None:
+        """Queue an event and wake the readers."""
+        self._items.append(item)
+        waiters, self._waiters = self._waiters, None
+        for waiter in waiters or ():
+            if not waiter.done():
+                waiter.set_result(None)
+
+    async def get(self) -> Any:
+        """The oldest event, waiting for one if none is queued."""
+        while not self._items:
+            waiter = asyncio.get_running_loop().create_future()
+            if self._waiters is None:
+                self._waiters = []
+            self._waiters.append(waiter)
+            try:
+                await waiter
+            finally:
+                if self._waiters is not None and waiter in self._waiters:
+                    self._waiters.remove(waiter)
+        return self._items.pop(0)
+
+    def empty(self) -> bool:
+        """No event waiting."""
+        return not self._items
+
+    def qsize(self) -> int:
+        """Events waiting."""
+        return len(self._items)
+
+
 class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
     """uvicorn's websockets-sansio protocol with the frame guard and documented close codes."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.queue = ReceiveQueue()  # type: ignore[assignment]
         self.guard = FrameGuard(presence_settings().frame_limits, clock=time.monotonic)
 
     def data_received(self, data: bytes) -> None:
@@ -82,6 +132,16 @@ class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
                 self.handle_pong(event)
             elif event.opcode == Opcode.CLOSE:
                 self.handle_close(event)
+
+    def start_keepalive(self) -> None:
+        """uvicorn's, called once the 101 is written: the handshake is no longer needed.
+
+        The request and the response (their headers, ~2-3 KB) stayed with
+        the connection for its whole life; nothing reads them after the 101.
+        """
+        super().start_keepalive()
+        self.request = None  # type: ignore[assignment]
+        self.response = None  # type: ignore[assignment]
 
     def keepalive_timeout(self) -> None:
         """No pong in time: close with 4009, the code for a reader that stopped reading."""

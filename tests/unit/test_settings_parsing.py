@@ -171,6 +171,7 @@ NUMBERS = sorted(
     not in (
         "HEARTBEAT_INTERVAL_MS",
         "TICK_HZ",
+        "TICK_FAST_HZ",
         "RTT_PROBE_SECONDS",
         "CHAT_HISTORY",
         "LEGACY_DETECT_SECONDS",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from presence.cluster.hub import Hub
@@ -160,3 +162,42 @@ async def test_without_a_tick_poses_go_out_at_once() -> None:
     assert bob.poses(0) == [5.0]
     await hub.leave("r", alice)
     await hub.leave("r", bob)
+
+
+async def test_a_tick_of_one_senders_poses_reaches_only_the_others(hub: Hub) -> None:
+    alice, bob, carol = await members(hub, "alice", "bob", "carol")
+    hub.apply("r", "alice", "position_update", pose(1.0))
+
+    await hub.tick()
+
+    assert alice.items == []  # nothing for it in this tick: no empty hand-over
+    assert bob.poses(0) == [1.0]
+    assert carol.poses(0) == [1.0]
+
+
+async def test_an_idle_process_ticks_at_the_fast_rate() -> None:
+    # The slow tick never fires by itself; only the fast one can deliver.
+    hub = Hub(None, tick_hz=NEVER, fast_tick_hz=1000.0)
+    delivered = asyncio.Event()
+
+    class Waiter(Inbox):
+        def deliver_volatile(self, batch: TickBatch) -> None:
+            super().deliver_volatile(batch)
+            delivered.set()
+
+    alice, bob = Inbox("alice"), Waiter("bob")
+    await hub.join("r", alice, Player("alice", "alice", "alice"))
+    await hub.join("r", bob, Player("bob", "bob", "bob"))
+    try:
+        hub.apply("r", "alice", "position_update", pose(3.0))
+        await asyncio.wait_for(delivered.wait(), timeout=5)
+        assert bob.poses(-1) == [3.0]
+    finally:
+        await hub.leave("r", alice)
+        await hub.leave("r", bob)
+
+
+def test_fast_tick_at_or_below_the_tick_rate_keeps_the_tick_fixed() -> None:
+    assert Hub(None, tick_hz=20.0, fast_tick_hz=20.0).fast_tick_seconds == 0.05
+    assert Hub(None, tick_hz=20.0, fast_tick_hz=0.0).fast_tick_seconds == 0.05
+    assert Hub(None, tick_hz=20.0, fast_tick_hz=80.0).fast_tick_seconds == 0.0125
