@@ -53,7 +53,7 @@ def make_command(target: str) -> Callable[[int], list[str]]:
 
     def command(port: int) -> list[str]:
         done = subprocess.run(
-            ["make", "-n", target, f"HOST={HOST}", f"PORT={port}"],
+            ["make", "--no-print-directory", "-n", target, f"HOST={HOST}", f"PORT={port}"],
             cwd=PROJECT,
             capture_output=True,
             text=True,

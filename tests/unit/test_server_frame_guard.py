@@ -33,7 +33,11 @@ APPLICATION = "graphwiz.asgi:application"
 def make_line(target: str) -> list[str]:
     """The server command of ``make -n <target>`` (its last line)."""
     done = subprocess.run(
-        ["make", "-n", target], cwd=ROOT, capture_output=True, text=True, check=True
+        ["make", "--no-print-directory", "-n", target],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     return shlex.split(done.stdout.strip().splitlines()[-1])
 
