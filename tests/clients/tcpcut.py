@@ -33,6 +33,7 @@ class CutProxy:
         self.port = 0
         self.refusing = False
         self.deaf = False
+        self.refused = 0  # connection attempts reset while refusing
         self._pairs: set[tuple[asyncio.StreamWriter, asyncio.StreamWriter]] = set()
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -86,6 +87,7 @@ class CutProxy:
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if self.refusing:
+            self.refused += 1
             _reset(writer)
             return
         try:

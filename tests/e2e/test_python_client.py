@@ -178,7 +178,8 @@ async def test_cut_socket_reconnects_and_resends_unanswered_messages(
         proxy.cut()
         await asyncio.wait_for(lost, WAIT)
         typed = asyncio.ensure_future(alice.chat("typed while cut off"))
-        await asyncio.sleep(0.3)  # a reconnect attempt or two is refused meanwhile
+        refused = proxy.refused
+        await until(lambda: proxy.refused > refused, "a reconnect attempt is refused")
         assert alice.state != "open"
         proxy.up()
         await asyncio.wait_for(typed, 10)
