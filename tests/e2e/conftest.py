@@ -198,13 +198,35 @@ def start_server(
     return server
 
 
+@contextlib.contextmanager
+def serving(
+    tmp_path_factory: pytest.TempPathFactory,
+    name: str,
+    command_for: Callable[[int], list[str]] = uvicorn_command,
+    *,
+    redis_url: str = "",
+    redis_prefix: str = "",
+    **overrides: str,
+) -> Iterator[Server]:
+    """A server of a module's own: temp dir, SQLite file, log; stopped on exit.
+
+    ``command_for`` defaults to ``make run``'s uvicorn command line; the
+    environment is :func:`server_env`'s with ``overrides`` on top.
+    """
+    tmp = tmp_path_factory.mktemp(name)
+    env = {**server_env(tmp, redis_url=redis_url, redis_prefix=redis_prefix), **overrides}
+    server = start_server(name, tmp, command_for, env)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
 @pytest.fixture(scope="module")
 def daphne_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """daphne with the in-process channel layer (no REDIS_URL)."""
-    tmp = tmp_path_factory.mktemp("daphne-memory")
-    server = start_server("daphne-memory", tmp, daphne_command, server_env(tmp))
-    yield server
-    server.stop()
+    with serving(tmp_path_factory, "daphne-memory", daphne_command) as server:
+        yield server
 
 
 @pytest.fixture(scope="module")
@@ -212,11 +234,11 @@ def redis_daphne_server(
     tmp_path_factory: pytest.TempPathFactory, redis_url: str
 ) -> Iterator[Server]:
     """daphne with the Redis channel layer, under a key prefix of its own."""
-    tmp = tmp_path_factory.mktemp("daphne-redis")
-    env = server_env(tmp, redis_url=redis_url, redis_prefix=f"gwe2e-{uuid.uuid4().hex[:8]}")
-    server = start_server("daphne-redis", tmp, daphne_command, env)
-    yield server
-    server.stop()
+    prefix = f"gwe2e-{uuid.uuid4().hex[:8]}"
+    with serving(
+        tmp_path_factory, "daphne-redis", daphne_command, redis_url=redis_url, redis_prefix=prefix
+    ) as server:
+        yield server
 
 
 @pytest.fixture(scope="module", params=["memory", "redis"])
@@ -247,10 +269,8 @@ def redis_daphne_pair(
 @pytest.fixture(scope="module")
 def runserver_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """``manage.py runserver --noreload``, as a developer starts it."""
-    tmp = tmp_path_factory.mktemp("runserver")
-    server = start_server("runserver", tmp, runserver_command, server_env(tmp))
-    yield server
-    server.stop()
+    with serving(tmp_path_factory, "runserver", runserver_command) as server:
+        yield server
 
 
 @pytest.fixture
@@ -296,13 +316,10 @@ def pytest_runtest_makereport(
 @pytest.fixture(scope="module")
 def uvicorn_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """uvicorn (the server ``make run`` uses) with the in-process channel layer."""
-    tmp = tmp_path_factory.mktemp("uvicorn-memory")
     # The slow-reader test streams voice faster than the per-connection message
     # limit allows; that limit has its own tests.
-    env = {**server_env(tmp), "MESSAGE_RATE_LIMIT": "100000"}
-    server = start_server("uvicorn-memory", tmp, uvicorn_command, env)
-    yield server
-    server.stop()
+    with serving(tmp_path_factory, "uvicorn-memory", MESSAGE_RATE_LIMIT="100000") as server:
+        yield server
 
 
 # --- A two-instance cluster on a private Redis (issue 5) ---------------------

@@ -22,9 +22,7 @@ from tests.e2e.conftest import (
     Server,
     StaffUser,
     create_superuser,
-    server_env,
-    start_server,
-    uvicorn_command,
+    serving,
 )
 
 # A missing Playwright is reported by the `chromium` fixture (tests/e2e/conftest.py).
@@ -59,10 +57,8 @@ OVERFLOW_JS = """
 @pytest.fixture(scope="module")
 def admin_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """uvicorn with the in-process channel layer and its own SQLite file."""
-    tmp = tmp_path_factory.mktemp("admin-live")
-    server = start_server("uvicorn-admin", tmp, uvicorn_command, server_env(tmp))
-    yield server
-    server.stop()
+    with serving(tmp_path_factory, "uvicorn-admin") as server:
+        yield server
 
 
 @pytest.fixture(scope="module")

@@ -14,14 +14,13 @@ import json
 import sqlite3
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import websockets
 
 from presence.auth import DEV_MODE_WARNING
 from tests.clients.live import http_get, wait_until
-from tests.e2e.conftest import Server, server_env, start_server, uvicorn_command
+from tests.e2e.conftest import Server, serving
 
 pytestmark = pytest.mark.e2e
 
@@ -33,12 +32,15 @@ SETTLE_SECONDS = 5.0  # after the burst, departures must be done within this
 
 @pytest.fixture(scope="module")
 def churn_server(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[Server]:
-    tmp: Path = tmp_path_factory.mktemp("churn")
-    env = server_env(tmp, redis_url=redis_url, redis_prefix=f"churn-{uuid.uuid4().hex[:8]}")
-    env["LOG_LEVEL"] = "INFO"
-    server = start_server("uvicorn-churn", tmp, uvicorn_command, env)
-    yield server
-    server.stop()
+    prefix = f"churn-{uuid.uuid4().hex[:8]}"
+    with serving(
+        tmp_path_factory,
+        "uvicorn-churn",
+        redis_url=redis_url,
+        redis_prefix=prefix,
+        LOG_LEVEL="INFO",
+    ) as server:
+        yield server
 
 
 async def _cycle(server: Server, n: int) -> None:

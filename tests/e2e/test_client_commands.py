@@ -13,7 +13,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from presence.client import PresenceClient
-from tests.e2e.conftest import PROJECT, Server, server_env, start_server, uvicorn_command
+from tests.e2e.conftest import PROJECT, Server, serving
 
 pytestmark = pytest.mark.e2e
 WAIT = 10.0
@@ -21,10 +21,8 @@ WAIT = 10.0
 
 @pytest.fixture(scope="module")
 def cmd_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    tmp = tmp_path_factory.mktemp("client-commands")
-    server = start_server("uvicorn-cmd", tmp, uvicorn_command, server_env(tmp))
-    yield server
-    server.stop()
+    with serving(tmp_path_factory, "uvicorn-cmd") as server:
+        yield server
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ import pytest
 
 from presence.client import Backoff, PresenceClient
 from tests.clients.tcpcut import CutProxy
-from tests.e2e.conftest import Server, server_env, start_server, uvicorn_command
+from tests.e2e.conftest import Server, server_env, serving, start_server, uvicorn_command
 from tests.e2e.jsnode import create_user, ensure_node_modules, js_env, report, run_node_tests
 from tests.e2e.test_room_page import RECONNECT_TIMEOUT_MS, join, member, open_page, say, shot
 
@@ -33,10 +33,8 @@ pytestmark = pytest.mark.e2e
 @pytest.fixture(scope="module")
 def resume_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """uvicorn in development mode with the in-process layer."""
-    tmp = tmp_path_factory.mktemp("resume")
-    server = start_server("uvicorn-resume", tmp, uvicorn_command, server_env(tmp))
-    yield server
-    server.stop()
+    with serving(tmp_path_factory, "uvicorn-resume") as server:
+        yield server
 
 
 def test_js_client_resume_scenarios(resume_server: Server) -> None:

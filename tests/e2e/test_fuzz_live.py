@@ -15,14 +15,13 @@ import contextlib
 import random
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import websockets
 
 from presence.protocol.codes import CloseCode
 from tests.clients.live import Client, pose
-from tests.e2e.conftest import Server, server_env, start_server, uvicorn_command
+from tests.e2e.conftest import Server, serving
 from tests.fuzz import FrameFuzzer
 
 pytestmark = pytest.mark.e2e
@@ -36,12 +35,11 @@ ROOMS = 4
 
 @pytest.fixture(scope="module")
 def fuzz_server(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[Server]:
-    tmp: Path = tmp_path_factory.mktemp("fuzz")
-    env = server_env(tmp, redis_url=redis_url, redis_prefix=f"fuzz-{uuid.uuid4().hex[:8]}")
-    env["LOG_LEVEL"] = "INFO"
-    server = start_server("uvicorn-fuzz", tmp, uvicorn_command, env)
-    yield server
-    server.stop()
+    prefix = f"fuzz-{uuid.uuid4().hex[:8]}"
+    with serving(
+        tmp_path_factory, "uvicorn-fuzz", redis_url=redis_url, redis_prefix=prefix, LOG_LEVEL="INFO"
+    ) as server:
+        yield server
 
 
 async def _fuzz_one(server: Server, n: int, fuzzer: FrameFuzzer, rng: random.Random) -> int | None:

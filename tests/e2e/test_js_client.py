@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.e2e.conftest import Server, server_env, start_server, uvicorn_command
+from tests.e2e.conftest import Server, serving
 from tests.e2e.jsnode import (
     assert_all_passed,
     create_user,
@@ -35,10 +35,8 @@ def node_modules() -> None:
 @pytest.fixture(scope="module")
 def js_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """uvicorn in development mode (bare user ids) with the in-process layer."""
-    tmp = tmp_path_factory.mktemp("js-live")
-    server = start_server("uvicorn-js", tmp, uvicorn_command, server_env(tmp))
-    yield server
-    server.stop()
+    with serving(tmp_path_factory, "uvicorn-js") as server:
+        yield server
 
 
 @pytest.fixture(scope="module")

@@ -24,9 +24,7 @@ from tests.e2e.conftest import (
     PrivateRedis,
     Server,
     running_cluster,
-    server_env,
-    start_server,
-    uvicorn_command,
+    serving,
 )
 
 pytestmark = pytest.mark.e2e
@@ -47,10 +45,8 @@ def cluster(
 @pytest.fixture(scope="module")
 def uvicorn_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """uvicorn as ``make run`` serves it, sniffing as in production."""
-    tmp = tmp_path_factory.mktemp("legacy-uvicorn")
-    server = start_server("uvicorn-legacy", tmp, uvicorn_command, {**server_env(tmp), **SNIFFING})
-    yield server
-    server.stop()
+    with serving(tmp_path_factory, "uvicorn-legacy", **SNIFFING) as server:
+        yield server
 
 
 @contextlib.asynccontextmanager

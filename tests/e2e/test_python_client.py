@@ -13,7 +13,7 @@ import pytest
 from presence.client import Backoff, PresenceClient
 from tests.clients.live import obtain_token
 from tests.clients.tcpcut import CutProxy
-from tests.e2e.conftest import Server, server_env, start_server, uvicorn_command
+from tests.e2e.conftest import Server, serving
 from tests.e2e.jsnode import create_user, expired_token
 
 pytestmark = pytest.mark.e2e
@@ -26,11 +26,9 @@ Make = Callable[..., Awaitable[PresenceClient]]
 
 @pytest.fixture(scope="module")
 def py_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    tmp = tmp_path_factory.mktemp("py-client")
-    server = start_server("uvicorn-py", tmp, uvicorn_command, server_env(tmp))
-    create_user(server, "pyclient", PASSWORD)
-    yield server
-    server.stop()
+    with serving(tmp_path_factory, "uvicorn-py") as server:
+        create_user(server, "pyclient", PASSWORD)
+        yield server
 
 
 @pytest.fixture

@@ -22,9 +22,7 @@ from tests.e2e.conftest import (
     PROJECT,
     Server,
     create_superuser,
-    server_env,
-    start_server,
-    uvicorn_command,
+    serving,
 )
 from tests.e2e.jsnode import create_user
 
@@ -44,20 +42,16 @@ SCREENSHOTS = PROJECT / "screenshots"
 @pytest.fixture(scope="module")
 def page_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """uvicorn in development mode (``make run``'s command line)."""
-    tmp = tmp_path_factory.mktemp("room-page")
-    server = start_server("uvicorn-page", tmp, uvicorn_command, server_env(tmp))
-    yield server
-    server.stop()
+    with serving(tmp_path_factory, "uvicorn-page") as server:
+        yield server
 
 
 @pytest.fixture(scope="module")
 def production_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """uvicorn with ``DEBUG`` off: tokens only, a real SECRET_KEY."""
-    tmp = tmp_path_factory.mktemp("room-page-prod")
-    env = {**server_env(tmp), "DEBUG": "false", "SECRET_KEY": f"test-{uuid.uuid4().hex * 2}"}
-    server = start_server("uvicorn-page-prod", tmp, uvicorn_command, env)
-    yield server
-    server.stop()
+    secret = f"test-{uuid.uuid4().hex * 2}"
+    with serving(tmp_path_factory, "uvicorn-page-prod", DEBUG="false", SECRET_KEY=secret) as server:
+        yield server
 
 
 @pytest.fixture
