@@ -128,6 +128,16 @@ def _ignore(room_id: str) -> None:
     """Default for what to do when a room's access rules changed: nothing."""
 
 
+def _chat_line(broadcast: Broadcast) -> bytes | None:
+    """The encoded ``ChatMessage`` ``broadcast`` carries, if it is one."""
+    message = broadcast.message
+    if not message.ListFields():  # heard from another instance: only its bytes
+        message = pb.Message.FromString(broadcast.encoded().proto)
+    if not message.HasField("chat_message"):
+        return None
+    return message.chat_message.SerializeToString()
+
+
 class Hub(SessionHolding):
     """This process's rooms, local delivery, the tick and channel-layer fan-out."""
 
@@ -309,8 +319,12 @@ class Hub(SessionHolding):
         # What other instances announced while the registry answered may be
         # newer than the snapshot: the joiner hears it after its hello (a LEAVE
         # of someone the snapshot no longer lists is harmless; a missed one
-        # would leave a ghost).
+        # would leave a ghost). A chat line heard meanwhile may also be in the
+        # recent chat just read: the joiner gets it once, in its hello.
+        in_hello = set() if resume else {c.SerializeToString() for c in recent_chat}
         for broadcast in heard.broadcasts:
+            if in_hello and _chat_line(broadcast) in in_hello:
+                continue
             member.deliver_reliable(broadcast.encoded())
         return hello, due
 

@@ -7,6 +7,7 @@ in-process layer and on Redis.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -271,3 +272,42 @@ async def test_a_chat_line_is_in_the_recent_chat_before_other_instances_hear_it(
 
     assert seen_at_publish == [["first"]]
     await alice.close()
+
+
+async def test_a_line_said_while_someone_joins_reaches_the_joiner_exactly_once() -> None:
+    # The line is applied (heard by the joining member) and kept in the recent
+    # chat while the joiner's registry round trip is under way: its hello's
+    # recent chat and the live stream must not both carry it.
+    from presence.cluster.instance import get_hub
+
+    alice = await joined("alice", room="overlap")
+    hub = get_hub()
+    reading, go = asyncio.Event(), asyncio.Event()
+    read = hub.recent_chat.read
+
+    async def held_read(room_id: str) -> list[pb.ChatMessage]:
+        reading.set()
+        await go.wait()
+        return await read(room_id)
+
+    hub.recent_chat.read = held_read  # type: ignore[method-assign]
+    try:
+        bob = ProtocolClient("/ws/overlap?user_id=bob")
+        joining = asyncio.create_task(bob.join())
+        await reading.wait()  # bob is joining: what the room says now, he hears
+        await alice.send(pb.Message(chat_message=pb.ChatMessage(message="while you joined")))
+        assert (await alice.ping(1)).WhichOneof("payload") == "pong"  # applied and kept
+        go.set()
+        hello = await joining
+    finally:
+        del hub.recent_chat.read
+
+    in_hello = [c.message for c in hello.initial_state.recent_chat]
+    live: list[str] = []
+    await bob.send(pb.Message(ping=pb.Ping(client_time_ms=7)))
+    while (message := await bob.recv()).WhichOneof("payload") != "pong":
+        if message.WhichOneof("payload") == "chat_message":
+            live.append(message.chat_message.message)
+    assert in_hello + live == ["while you joined"]
+    await alice.close()
+    await bob.close()
