@@ -188,7 +188,6 @@ class Hub(SessionHolding):
             write=self._write_before_publishing,
             on_failure=self.backend_failed,
             still_needed=self._room_in_use,
-            log=self._log_reliable,
         )
         self.unsubscribe_linger = UNSUBSCRIBE_LINGER_SECONDS
         self.tick_seconds = 1.0 / tick_hz if tick_hz > 0 else 0.0
@@ -501,7 +500,7 @@ class Hub(SessionHolding):
             if gone.host_changed:
                 broadcasts.extend(state.hand_over(gone.new_host, now_ms=now_ms))
                 host = state.host_client_id
-            due = self._route_if_local(room, broadcasts)
+            due = self._route_if_local(gone.room_id, room, broadcasts)
             self._publish(gone.room_id, due, host=host)
         if departures and lost:
             await self.on_lost([d.client_id for d in departures])
@@ -514,10 +513,15 @@ class Hub(SessionHolding):
         return None, RoomState(room_id, next_id=self._next_message_id, elects_host=False)
 
     def _route_if_local(
-        self, room: LocalRoom | None, broadcasts: list[Broadcast]
+        self, room_id: str, room: LocalRoom | None, broadcasts: list[Broadcast]
     ) -> list[Broadcast]:
-        """Deliver to the local room, if any; what to publish either way."""
-        return self._route(room, broadcasts) if room is not None else broadcasts
+        """Deliver to the local room, if any; what to publish either way (logged)."""
+        if room is not None:
+            return self._route(room, broadcasts)
+        reliable = [b for b in broadcasts if b.reliable]
+        if reliable:
+            self._log_reliable(room_id, reliable)
+        return broadcasts
 
     async def sync(self) -> None:
         """Write every room's changed players and entities (poses) to the registry."""
@@ -615,7 +619,7 @@ class Hub(SessionHolding):
         """Announce and enforce an order from staff in the admin, on every instance."""
         room, state = self._room_and_state(room_id)
         broadcasts = state.moderate(order, now_ms=self.now_ms()).broadcasts
-        due = self._route_if_local(room, broadcasts)
+        due = self._route_if_local(room_id, room, broadcasts)
         self.enforce(room_id, order)
         await self._record_mute(room_id, order)
         self._publish(room_id, due, moderation=order)
@@ -658,9 +662,13 @@ class Hub(SessionHolding):
 
         Volatile messages wait for the tick (or go at once without a tick). A
         reliable message first flushes the poses queued before it, so members
-        see things in the order they happened.
+        see things in the order they happened, and goes into the room log as it
+        is delivered: a resume here that claims from the log after that (once
+        the journal is durable) finds it, though its sender may not have
+        published it yet.
         """
         due: list[Broadcast] = []
+        logged: list[Broadcast] = []
         for broadcast in broadcasts:
             if not broadcast.reliable:
                 room.queue_volatile(broadcast, self.poses_per_entity)
@@ -673,6 +681,9 @@ class Hub(SessionHolding):
                 heard.broadcasts.append(broadcast)
             room.deliver_reliable(broadcast)
             due.append(broadcast)
+            logged.append(broadcast)
+        if logged:
+            self._log_reliable(room.state.room_id, logged)
         if not self.tick_seconds:
             due.extend(room.flush())
         return due

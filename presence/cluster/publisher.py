@@ -93,10 +93,8 @@ class Publisher:
         on_failure: Callable[[str, Exception], object],
         still_needed: Callable[[str], bool],
         max_queued: int = MAX_QUEUED,
-        log: Callable[[str, list[Broadcast]], object] | None = None,
     ) -> None:
         self.bridge = bridge
-        self.log = log  # the room log: reliable messages, written before they are published
         self.write = write
         self.on_failure = on_failure
         self.still_needed = still_needed
@@ -118,8 +116,6 @@ class Publisher:
     ) -> None:
         """Queue a fan-out of ``room_id`` (and the registry changes it announces)."""
         fanout = _Fanout(room_id, broadcasts, host, moderation, changes or None)
-        if self.log is not None and any(b.reliable for b in broadcasts):
-            self.log(room_id, [b for b in broadcasts if b.reliable])
         if fanout.volatile_only:
             if not broadcasts or not self.bridge.remote:
                 return

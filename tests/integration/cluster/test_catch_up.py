@@ -129,3 +129,30 @@ async def test_the_journal_and_registry_writes_share_one_publishing_round(
         "logged first"
     )
     assert log_end == len(ids)
+
+
+async def test_a_message_delivered_here_is_in_the_room_log_before_its_sender_publishes_it(
+    hubs: tuple[Hub, Hub],
+) -> None:
+    """A resume claims from the room log once the journal is durable (``Hub.resume``).
+
+    A chat this instance already delivered to its members, whose sender is
+    still awaiting something before it publishes (the recent-chat write), must
+    be in the log by then, or a member resuming here in that moment never gets
+    it: not in its replay, and not heard (it was delivered before the resume).
+    """
+    hub_a, _ = hubs
+    alice, _ = await join(hub_a, "hall", "alice")
+    read = await hub_a.sessions.read_logs({"hall": (0, 1 << 30)})
+    logged_before = read["hall"][1]
+
+    outcome = hub_a.apply("hall", "alice", "chat_message", chat("said, not yet published"))
+    await hub_a.journal.durable(hub_a.journal.added)  # what a resume waits for
+
+    read = await hub_a.sessions.read_logs({"hall": (0, 1 << 30)})
+    new = [i for i in read["hall"][1] if i not in logged_before]
+    assert len(new) == 1, "the chat its members already have is not in the room log"
+    [entry] = await hub_a.sessions.logged("hall", new)
+    said = pb.Message.FromString(entry.body)
+    assert said.chat_message.message == "said, not yet published"
+    await hub_a.publish("hall", outcome.broadcasts)
