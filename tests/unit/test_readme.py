@@ -1,7 +1,8 @@
-"""README.md promises commands, options, files and sections: each of them exists."""
+"""README.md promises commands, options, files, sections and defaults: each of them holds."""
 
 from __future__ import annotations
 
+import ast
 import re
 import unicodedata
 from pathlib import Path
@@ -11,6 +12,7 @@ from bench.run import parse_args
 ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 MAKEFILE = (ROOT / "Makefile").read_text(encoding="utf-8")
+SETTINGS = (ROOT / "graphwiz" / "settings.py").read_text(encoding="utf-8")
 
 
 def github_anchor(heading: str) -> str:
@@ -59,3 +61,46 @@ def test_every_link_to_a_section_resolves() -> None:
     linked = set(re.findall(r"\]\(#([^)]+)\)", README))
     assert linked, "no section links found"
     assert linked <= anchors, f"README links sections that do not exist: {linked - anchors}"
+
+
+def settings_defaults() -> dict[str, object]:
+    """Environment variable -> the literal default graphwiz/settings.py reads it with."""
+    defaults: dict[str, object] = {}
+    for node in ast.walk(ast.parse(SETTINGS)):
+        if not (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and node.func.id.startswith("env_")
+            and len(node.args) >= 3
+            and isinstance(node.args[1], ast.Constant)
+        ):
+            continue
+        try:
+            defaults[str(node.args[1].value)] = ast.literal_eval(node.args[2])
+        except ValueError:  # an expression (another setting, a constant): not comparable here
+            continue
+    return defaults
+
+
+def as_readme_writes_it(value: object) -> str:
+    """A default as the README's tables write it (``true``, ``60``, ``a,b``)."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, list | tuple):
+        return ",".join(str(v) for v in value)
+    return str(value)
+
+
+def test_every_default_the_readme_states_is_the_one_the_settings_use() -> None:
+    rows = re.findall(r"^\| `([A-Z][A-Z0-9_]+)` \| `([^`|]*)` \|", README, re.MULTILINE)
+    defaults = settings_defaults()
+    compared = [(var, said) for var, said in rows if var in defaults]
+    assert len(compared) >= 20, compared  # the tables were found
+    wrong = [
+        (var, said, as_readme_writes_it(defaults[var]))
+        for var, said in compared
+        if said != as_readme_writes_it(defaults[var])
+    ]
+    assert wrong == []
