@@ -142,7 +142,7 @@ async def test_a_message_delivered_here_is_in_the_room_log_before_its_sender_pub
     it: not in its replay, and not heard (it was delivered before the resume).
     """
     hub_a, _ = hubs
-    alice, _ = await join(hub_a, "hall", "alice")
+    await join(hub_a, "hall", "alice")
     read = await hub_a.sessions.read_logs({"hall": (0, 1 << 30)})
     logged_before = read["hall"][1]
 

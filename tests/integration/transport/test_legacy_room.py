@@ -11,6 +11,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from rest_framework_simplejwt.tokens import AccessToken
 
+from presence import rooms
 from presence.protocol import pb
 from presence.protocol.codes import CloseCode, ErrorCode
 from tests.clients import legacy as lg
@@ -331,3 +332,48 @@ async def test_message_rate_limit_applies_to_legacy_members(settings) -> None:
     error = await alice.recv_type(lg.ERROR)
     assert error.payload["code"] == ErrorCode.RATE_LIMITED and error.payload["retryAfterMs"] > 0
     await alice.close()
+
+
+async def test_mute_kick_ban_and_lock_apply_to_legacy_members_as_to_protobuf_ones() -> None:
+    alice = await proto_joined("hall", "alice", "Alice")
+    lenny = await legacy_joined("hall", "lenny", "Lenny")
+    lara = await legacy_joined("hall", "lara", "Lara")
+    await lenny.recv_type(lg.PRESENCE_JOIN)  # lara is in when lenny hears of her
+    for _ in range(2):
+        await alice.recv_until(lambda m: m.presence_event.event_type == pb.JOIN)
+
+    await rooms.amute("hall", lenny.client_id, reason="shouting")
+    muted = await lenny.recv_type(lg.PLAYER_MUTED)  # told, in its own framing
+    assert (muted.payload["mutedClientId"], muted.payload["muted"]) == (lenny.client_id, True)
+    await lenny.chat("HEY")
+    refused = await lenny.recv_type(lg.ERROR)
+    assert refused.payload["code"] == ErrorCode.FORBIDDEN and "muted" in refused.payload["message"]
+    await lara.chat("calm down")  # the first line alice hears is lara's: lenny's never went out
+    heard = await alice.recv_kind("chat_message")
+    assert (heard.chat_message.from_client_id, heard.chat_message.message) == (
+        lara.client_id,
+        "calm down",
+    )
+
+    await rooms.akick("hall", lara.client_id, reason="spam", ban_seconds=60)
+    code, _ = await lara.expect_close()
+    assert code == CloseCode.FORBIDDEN
+    kicked = (await alice.recv_kind("player_kicked")).player_kicked
+    assert kicked.kicked_client_id == lara.client_id
+    again = CommunicatorLegacyClient("/ws/hall?room_id=hall&user_id=lara")
+    await again.open()
+    await again.send(lg.CLIENT_HELLO, {"displayName": "Lara"})
+    code, frames = await again.expect_close()
+    assert code == CloseCode.FORBIDDEN and frames[-1].payload["code"] == ErrorCode.FORBIDDEN
+
+    await rooms.alock("hall", reason="full")
+    locked = await lenny.recv_type(lg.ROOM_LOCKED)
+    assert locked.payload["locked"] is True
+    late = CommunicatorLegacyClient("/ws/hall?room_id=hall&user_id=lou")
+    await late.open()
+    await late.send(lg.CLIENT_HELLO, {"displayName": "Lou"})
+    code, frames = await late.expect_close()
+    assert code == CloseCode.ROOM_UNAVAILABLE
+    assert frames[-1].payload["code"] == ErrorCode.ROOM_LOCKED
+    await alice.close()
+    await lenny.close()
