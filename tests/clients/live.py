@@ -45,6 +45,19 @@ def http_get(url: str) -> tuple[int, str, str]:
         return error.code, error.headers.get("Content-Type", ""), ""
 
 
+def http_post_json(url: str, body: object, *, token: str = "") -> tuple[int, str]:
+    """POST ``body`` as JSON (with a bearer ``token`` if given); return (status, body text)."""
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), headers=headers)
+    try:
+        with _http.open(request, timeout=HTTP_TIMEOUT) as response:
+            return response.status, response.read().decode("utf-8", "replace")
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode("utf-8", "replace")
+
+
 class Client:
     """One WebSocket connection to a room: send and receive ``pb.Message``."""
 

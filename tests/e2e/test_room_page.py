@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from tests.clients.live import http_post_json, obtain_token
 from tests.clients.tcpcut import CutProxy
 from tests.e2e.conftest import (
     PROJECT,
@@ -259,3 +260,26 @@ async def test_with_debug_off_a_wrong_password_says_so(
     await page.click("#join")
     await expect(page.locator("#error")).to_contain_text("No active account")
     await expect(page.locator("#status")).to_have_attribute("data-state", "closed")
+
+
+async def test_a_member_muted_by_a_moderator_gets_a_mute_badge_on_every_page(
+    page_server: Server, chromium: Browser
+) -> None:
+    staff = create_superuser(page_server, f"mod-{uuid.uuid4().hex[:6]}", f"pw-{uuid.uuid4().hex}")
+    token = obtain_token(page_server.http_url, staff.username, staff.password)
+    room = new_room()
+    page_a = await open_page(chromium, page_server.http_url)
+    page_b = await open_page(chromium, page_server.http_url)
+    await join(page_a, room, "alice", "Alice")
+    id_b = await join(page_b, room, "bob", "Bob")
+    await expect(member(page_a, "Bob")).to_have_attribute("data-muted", "false")
+
+    url = f"{page_server.http_url}/api/rooms/{room}/mute/"
+    assert http_post_json(url, {"client_id": id_b, "reason": "echo"}, token=token)[0] == 200
+
+    for page in (page_a, page_b):
+        await expect(member(page, "Bob")).to_have_attribute("data-muted", "true")
+        await expect(member(page, "Bob").locator(".badge.muted")).to_have_count(1)
+    await expect(member(page_a, "Alice").locator(".badge.muted")).to_have_count(0)
+    await expect(member(page_a, "Alice").locator(".badge.host")).to_have_count(1)
+    await shot(page_a, "room-page-muted-member")
