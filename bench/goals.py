@@ -103,14 +103,14 @@ def _target_goals(name: str, target: dict[str, Any]) -> list[dict[str, Any]]:
         "rooms of 10 @ 20 Hz: server CPU per delivered update vs n",
         "<=",
         0.8,
-        row10 and row10.get("cpu_ratio_to_n"),
+        row10.get("cpu_ratio_to_n") if row10 else None,
     )
     add(
         "rooms4_cpu_vs_n",
         "rooms of 4 @ 20 Hz: server CPU per delivered update vs n",
         "<=",
         1.0,
-        row4 and row4.get("cpu_ratio_to_n"),
+        row4.get("cpu_ratio_to_n") if row4 else None,
     )
     add(
         "rooms10_ratio",
@@ -159,7 +159,7 @@ def _target_goals(name: str, target: dict[str, Any]) -> list[dict[str, Any]]:
         "light load (rooms of 10 @ 20 Hz): p99 ms",
         "<=",
         LIGHT_LOAD_P99_MS,
-        row10 and row10.get("p99_ms"),
+        row10.get("p99_ms") if row10 else None,
         note=_baseline_p99(row10),
     )
     return out

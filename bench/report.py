@@ -67,7 +67,8 @@ def _ratio(value: float | None, base: float | None) -> float | None:
 def _best(target: dict[str, Any] | None, sweep: str) -> float | None:
     if target is None:
         return None
-    return target.get("summary", {}).get(sweep, {}).get("best_updates_per_s")
+    best: float | None = target.get("summary", {}).get(sweep, {}).get("best_updates_per_s")
+    return best
 
 
 def add_ratios(targets: dict[str, dict[str, Any]]) -> None:
@@ -90,10 +91,11 @@ def add_ratios(targets: dict[str, dict[str, Any]]) -> None:
             for base in BASELINES:
                 same = rows.get(base, {}).get(row_key(row))
                 row[f"ratio_to_{base}"] = _ratio(
-                    row["updates_per_s"], same and same["updates_per_s"]
+                    row["updates_per_s"], same["updates_per_s"] if same else None
                 )
                 row[f"cpu_ratio_to_{base}"] = _ratio(
-                    row.get("server_us_per_update"), same and same.get("server_us_per_update")
+                    row.get("server_us_per_update"),
+                    same.get("server_us_per_update") if same else None,
                 )
                 row[f"{base}_p50_ms"] = same.get("p50_ms") if same else None
                 row[f"{base}_p99_ms"] = same.get("p99_ms") if same else None
@@ -112,11 +114,11 @@ def add_ratios(targets: dict[str, dict[str, Any]]) -> None:
             ratios[f"largest_room_{base}"] = other and other["summary"]["largest_room"]
             ratios[f"idle_kb_ratio{suffix}"] = _ratio(
                 target.get("idle", {}).get("kb_per_connection"),
-                other and other.get("idle", {}).get("kb_per_connection"),
+                other.get("idle", {}).get("kb_per_connection") if other else None,
             )
             ratios[f"connects_ratio{suffix}"] = _ratio(
                 target.get("connects", {}).get("per_s"),
-                other and other.get("connects", {}).get("per_s"),
+                other.get("connects", {}).get("per_s") if other else None,
             )
         target["ratios"] = ratios
 

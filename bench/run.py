@@ -32,6 +32,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -405,7 +406,7 @@ def bench_target(
         )
         log_line(begin, f"{name:<16} migrating a fresh SQLite database")
         migrate(env)  # once: every instance shares the file and the Redis prefix
-        command_for = service_command
+        command_for: Callable[[str, int], list[str]] = service_command
         if profiler is not None and profiler.mode == "memory":
             if server_kind != "uvicorn":
                 raise SystemExit("--profile memory runs the service under uvicorn only")

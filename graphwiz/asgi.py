@@ -35,7 +35,9 @@ gc.freeze()
 application = ProtocolTypeRouter(
     {
         "http": ASGIStaticFilesHandler(django_http),
-        "websocket": URLRouter(websocket_urlpatterns),
+        # types-channels wants its own URLPattern subtype, which django-stubs'
+        # re_path never returns (presence/transport/routing.py).
+        "websocket": URLRouter(websocket_urlpatterns),  # type: ignore[arg-type]
         "lifespan": lifespan_app,
     }
 )

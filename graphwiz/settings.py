@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import dj_database_url
 
@@ -161,7 +162,7 @@ INTERNAL_NETWORKS = [
 ]
 
 # --- Presence limits (PROTOCOL.md section 8); presence.conf validates them.
-PRESENCE = {
+PRESENCE: dict[str, Any] = {
     "RATE_LIMIT_MAX_REQUESTS": env_int(ENV, "RATE_LIMIT_MAX_REQUESTS", 60, minimum=1),
     "RATE_LIMIT_WINDOW_SECONDS": env_float(ENV, "RATE_LIMIT_WINDOW_SECONDS", 60.0, minimum=0.001),
     "MESSAGE_QUEUE_SIZE": env_int(ENV, "MESSAGE_QUEUE_SIZE", 1000, minimum=1),

@@ -185,7 +185,7 @@ class RoomAdmin(admin.ModelAdmin):
         form = ModerationForm(request.POST)
         if not form.is_valid():
             for error in form.errors.values():
-                messages.error(request, " ".join(error))
+                messages.error(request, " ".join(str(message) for message in error))
             return HttpResponseRedirect(back)
         data = form.cleaned_data
         action = Action(data["action"])
@@ -216,13 +216,14 @@ class RoomAdmin(admin.ModelAdmin):
                 logger.warning("room %s %sed, but its members could not be told", obj.pk, action)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Room]:
-        return (
+        rooms: QuerySet[Room] = (
             super()
             .get_queryset(request)
             .annotate(
                 present_now=Count("sessions", filter=Q(sessions__disconnected_at__isnull=True))
             )
         )
+        return rooms
 
     def get_readonly_fields(self, request: HttpRequest, obj: Room | None = None) -> Any:
         # The id is the primary key: editing it would save a copy under a new id.
@@ -234,7 +235,8 @@ class RoomAdmin(admin.ModelAdmin):
 
     @admin.display(description="present now", ordering="present_now")
     def present_now(self, obj: Room) -> int:
-        return obj.present_now  # type: ignore[attr-defined]
+        present: int = obj.present_now  # type: ignore[attr-defined]  # get_queryset's annotation
+        return present
 
 
 @admin.register(ConnectionSession)

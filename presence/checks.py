@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from django.apps import AppConfig
@@ -10,7 +11,7 @@ from django.core.checks import CheckMessage, Tags, Warning, register
 
 
 @register(Tags.security)
-def check_dev_auth(app_configs: list[AppConfig] | None, **kwargs: Any) -> list[CheckMessage]:
+def check_dev_auth(app_configs: Sequence[AppConfig] | None, **kwargs: Any) -> list[CheckMessage]:
     """Warn when development-mode auth (a bare ``user_id``) is on while DEBUG is off."""
     presence = getattr(settings, "PRESENCE", {}) or {}
     # settings.py derives DEV_AUTH from DEBUG by default; a missing key means the same.

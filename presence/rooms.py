@@ -315,7 +315,10 @@ async def _remote(room_id: str, instance: str, command: dict[str, Any]) -> dict[
     layer = get_channel_layer()
     timeout = presence_settings().API_COMMAND_TIMEOUT_SECONDS
     try:
-        reply_to = await layer.new_channel(prefix="presence-api.")
+        assert layer is not None  # settings.CHANNEL_LAYERS always names one
+        # BaseChannelLayer's abstract new_channel takes no prefix; the layers that
+        # run (channels_redis, in-memory) do.
+        reply_to = await layer.new_channel(prefix="presence-api.")  # type: ignore[call-arg]
         event = {
             "type": COMMAND_EVENT,
             "instance": instance,

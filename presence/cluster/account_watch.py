@@ -93,7 +93,7 @@ class AccountWatch:
         if not members:
             return 0
         states = await database_sync_to_async(account_states)(
-            {identity.django_user_id for _, identity in members}
+            {i.django_user_id for _, i in members if i.django_user_id is not None}
         )
         closing: dict[str, set[str]] = {}
         for member, identity in members:
@@ -123,7 +123,9 @@ class AccountWatch:
         while not (this_task and this_task.cancelling()):
             channel = ""
             try:
-                channel = await self.layer.new_channel(prefix="presence-accounts.")
+                # BaseChannelLayer's abstract new_channel takes no prefix; the layers
+                # that run (channels_redis, in-memory) do.
+                channel = await self.layer.new_channel(prefix="presence-accounts.")  # type: ignore[call-arg]
                 await self.layer.group_add(ACCOUNTS_GROUP, channel)
                 # Whatever changed before this subscription was announced to no
                 # one here: read it now; from here on every change is heard.

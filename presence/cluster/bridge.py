@@ -142,7 +142,9 @@ class LayerBridge:
                 if self.failed and not self.subscribed:
                     await self._reset()
                 if self._channel_name is None:
-                    self._channel_name = await self.layer.new_channel(prefix="presence-hub.")
+                    # BaseChannelLayer's abstract new_channel takes no prefix; the
+                    # layers that run (channels_redis, in-memory) do.
+                    self._channel_name = await self.layer.new_channel(prefix="presence-hub.")  # type: ignore[call-arg]
                     await self.layer.group_add(instance_group(self.origin), self._channel_name)
                 await self.layer.group_add(room_group(room_id), self._channel_name)
             except Exception as exc:

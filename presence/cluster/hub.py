@@ -36,9 +36,11 @@ from channels.layers import BaseChannelLayer
 from presence import metrics, signals
 from presence.cluster.bridge import SESSION_EVENT, LayerBridge, LayerFailed
 from presence.cluster.catchup import CatchUp
+
+# The hub's errors, defined with the session half; importers name them from here.
+from presence.cluster.hub_sessions import BackendUnavailable as BackendUnavailable
+from presence.cluster.hub_sessions import Draining as Draining
 from presence.cluster.hub_sessions import (
-    BackendUnavailable,
-    Draining,
     Heard,
     SessionHolding,
     adopt_player,
@@ -53,7 +55,7 @@ from presence.cluster.registry import (
     RegistryUnavailable,
     RoomSnapshot,
 )
-from presence.cluster.rooms import LocalRoom, Member
+from presence.cluster.rooms import HeldMember, LocalRoom, Member
 from presence.cluster.sessions import (
     InProcessSessions,
     Journal,
@@ -168,7 +170,7 @@ class Hub(SessionHolding):
             self.sessions, on_rejected=self._session_taken, on_failure=self._journal_failed
         )
         # Session id -> the local member holding it (attached, or detached in its window).
-        self.holders: dict[str, Any] = {}
+        self.holders: dict[str, HeldMember] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self.on_lost = on_lost
         self.on_access_changed = on_access_changed

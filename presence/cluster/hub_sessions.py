@@ -22,14 +22,20 @@ from presence import metrics
 from presence.cluster.bridge import SESSION_EVENT
 from presence.cluster.catchup import Cursor
 from presence.cluster.registry import RegistryUnavailable, RoomSnapshot
-from presence.cluster.rooms import LocalRoom
+from presence.cluster.rooms import HeldMember, LocalRoom
 from presence.cluster.sessions import Claimed, LogEntry, Refused, SessionRecord
 from presence.protocol import core_pb2 as pb
 from presence.protocol.codec import EncodedMessage, leading_message_id
 from presence.protocol.room import Broadcast, Entity, Player, RoomChanges, RoomState
 
 if TYPE_CHECKING:
-    pass
+    from contextlib import AbstractAsyncContextManager
+
+    from presence.cluster.bridge import LayerBridge
+    from presence.cluster.catchup import CatchUp
+    from presence.cluster.registry import Departure, Registry
+    from presence.cluster.rooms import Member
+    from presence.cluster.sessions import Journal, SessionStore
 
 logger = logging.getLogger(__name__)
 
@@ -79,10 +85,55 @@ def adopt_player(state: RoomState, snapshot: RoomSnapshot, player: Player, host:
 class SessionHolding:
     """Sessions held by this process's members (the hub's mixin)."""
 
+    if TYPE_CHECKING:
+        # What the mixin uses of :class:`presence.cluster.hub.Hub`, which defines them.
+        registry: Registry
+        sessions: SessionStore
+        journal: Journal
+        catchup: CatchUp
+        bridge: LayerBridge
+        holders: dict[str, HeldMember]
+        rooms: dict[str, LocalRoom]
+        instance_id: str
+        grace_seconds: float
+        window_seconds: float
+        draining: bool
+        degraded: bool
+        emptied: asyncio.Event
+        _tasks: set[asyncio.Task[None]]
+        _heard_while_joining: dict[str, Heard]
+
+        def _room_order(self, room_id: str) -> AbstractAsyncContextManager[None]: ...
+        async def _subscribe(self, room_id: str) -> None: ...
+        def _unsubscribe_later(self, room_id: str) -> None: ...
+        def _drop_if_empty(self, room_id: str, room: LocalRoom) -> None: ...
+        async def _join(
+            self,
+            room_id: str,
+            member: Member,
+            player: Player,
+            client_label: str,
+            greet: Callable[[pb.ServerHello], None] | None,
+            *,
+            resume: bool = False,
+            heard: Heard | None = None,
+        ) -> tuple[pb.ServerHello, list[Broadcast]]: ...
+        async def _leave(
+            self,
+            room_id: str,
+            room: LocalRoom,
+            member: Member,
+            close_code: int,
+            *,
+            listening: bool = False,
+        ) -> None: ...
+        async def announce(self, departures: list[Departure], *, lost: bool = True) -> None: ...
+        def backend_failed(self, operation: str, exc: Exception) -> BackendUnavailable: ...
+
     async def resume(
         self,
         room_id: str,
-        member: Any,
+        member: HeldMember,
         make_player: Callable[[], Player],
         *,
         session_id: str,
@@ -147,11 +198,11 @@ class SessionHolding:
             )
             return result, hello, due
 
-    def hold(self, session_id: str, member: Any) -> None:
+    def hold(self, session_id: str, member: HeldMember) -> None:
         """``member`` holds ``session_id`` on this instance."""
         self.holders[session_id] = member
 
-    def _release(self, member: Any) -> None:
+    def _release(self, member: HeldMember) -> None:
         """Another connection took ``member``'s session: it stops, silently (4010 if open)."""
         if self.holders.get(member.session_id) is member:
             del self.holders[member.session_id]
@@ -163,7 +214,7 @@ class SessionHolding:
         if member is not None and member.connection_id == connection_id:
             self._forget_silently(member)
 
-    def _forget_silently(self, member: Any) -> None:
+    def _forget_silently(self, member: HeldMember) -> None:
         """The session went elsewhere (or ended there): no LEAVE from here."""
         self._release(member)
         room = self.rooms.get(member.room_id)
@@ -273,7 +324,7 @@ class SessionHolding:
         if renew_rooms is not None:
             await renew_rooms(sorted({m.room_id for m in self.holders.values()}))
 
-    def detach(self, room_id: str, member: Any) -> None:
+    def detach(self, room_id: str, member: HeldMember) -> None:
         """``member``'s socket dropped: present for the grace, then listening for the window."""
         room = self.rooms.get(room_id)
         if room is None or room.members.get(member.client_id) is not member:
@@ -281,7 +332,7 @@ class SessionHolding:
         loop = asyncio.get_running_loop()
         loop.call_later(self.grace_seconds, self._spawn_grace_over, room_id, member)
 
-    def _spawn_grace_over(self, room_id: str, member: Any) -> None:
+    def _spawn_grace_over(self, room_id: str, member: HeldMember) -> None:
         self._spawn(self._grace_over(room_id, member))
 
     def _spawn(self, coro: Any) -> None:
@@ -289,13 +340,13 @@ class SessionHolding:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def _still_detached(self, room_id: str, member: Any) -> LocalRoom | None:
+    def _still_detached(self, room_id: str, member: HeldMember) -> LocalRoom | None:
         room = self.rooms.get(room_id)
         if room is None or room.members.get(member.client_id) is not member:
             return None
         return None if member.attached or member.released else room
 
-    async def _grace_over(self, room_id: str, member: Any) -> None:
+    async def _grace_over(self, room_id: str, member: HeldMember) -> None:
         """The grace passed unresumed: the room hears LEAVE, the session hears it too."""
         with contextlib.suppress(BackendUnavailable):
             async with self._room_order(room_id):
@@ -307,7 +358,7 @@ class SessionHolding:
             remaining, lambda: self._spawn(self._window_over(room_id, member))
         )
 
-    async def _window_over(self, room_id: str, member: Any) -> None:
+    async def _window_over(self, room_id: str, member: HeldMember) -> None:
         """The resume window passed: the session is forgotten."""
         async with self._room_order(room_id):
             room = self._still_detached(room_id, member)
@@ -319,7 +370,7 @@ class SessionHolding:
             self._drop_if_empty(room_id, room)
         member.session_over()
 
-    async def abandon(self, room_id: str, member: Any) -> None:
+    async def abandon(self, room_id: str, member: HeldMember) -> None:
         """A detached session can no longer be resumed (its window overflowed): it ends."""
         if self.holders.get(member.session_id) is member:
             del self.holders[member.session_id]

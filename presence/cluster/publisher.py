@@ -13,6 +13,7 @@ motivated this module).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -168,5 +169,6 @@ class Publisher:
         for fanout in queued:
             if fanout.unsubscribe:
                 await self.bridge.unsubscribe(
-                    fanout.room_id, still_needed=lambda r=fanout.room_id: self.still_needed(r)
+                    fanout.room_id,
+                    still_needed=functools.partial(self.still_needed, fanout.room_id),
                 )

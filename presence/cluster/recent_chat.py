@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict, deque
-from typing import Protocol
+from typing import Protocol, cast
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
@@ -116,7 +116,8 @@ class RedisRecentChat:
         except (TimeoutError, RedisError, OSError) as exc:
             logger.warning("could not read a room's recent chat (%r)", exc)
             return []
-        return [pb.ChatMessage.FromString(line) for line in lines]
+        # The client does not decode responses: every line is bytes.
+        return [pb.ChatMessage.FromString(cast(bytes, line)) for line in lines]
 
     async def aclose(self) -> None:
         """Close the connection pool."""

@@ -36,7 +36,7 @@ instance stops the old holder at once.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, cast
 
 from redis.exceptions import RedisError
 
@@ -469,7 +469,7 @@ class RedisSessions:
         for message_id, value in zip(ids, values, strict=True):
             if value is None:
                 continue
-            exclude, _, body = bytes(value).partition(b"\n")
+            exclude, _, body = cast(bytes, value).partition(b"\n")  # responses are not decoded
             entries.append(LogEntry(message_id, exclude.decode(), body))
         return entries
 

@@ -8,7 +8,7 @@ its sender at once; the poses of a tick go to every local member as one
 from __future__ import annotations
 
 import itertools
-from typing import Protocol
+from typing import Any, Protocol
 
 from presence.protocol.batch import Entry, TickBatch
 from presence.protocol.codec import EncodedMessage
@@ -29,6 +29,28 @@ class Member(Protocol):
 
     def abort(self, close_code: CloseCode, text: str) -> None:
         """Close the connection with ``close_code`` (it then leaves as usual)."""
+
+
+class HeldMember(Member, Protocol):
+    """A member holding a resumable session (presence.transport.reliable.ReliableSession)."""
+
+    room_id: str
+    session_id: str
+    connection_id: str
+    released: bool
+
+    @property
+    def attached(self) -> bool:
+        """The socket is open and not closing."""
+
+    def adopt(self, old: Any) -> None:
+        """Take over the replay and answers of ``old``, the session's previous holder."""
+
+    def taken_over(self) -> None:
+        """Another connection took the session: stop silently."""
+
+    def session_over(self) -> None:
+        """The resume window passed: the session is forgotten."""
 
 
 class LocalRoom:
@@ -65,7 +87,7 @@ class LocalRoom:
         """One tick batch of ``broadcasts`` to every local member (each skips its own)."""
         if not broadcasts:
             return
-        sender = broadcasts[0].exclude
+        sender: str | None = broadcasts[0].exclude
         if any(b.exclude != sender for b in broadcasts):
             sender = None  # several senders: everyone gets something
         elif len(self.members) == 1 and sender in self.members:

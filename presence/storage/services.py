@@ -21,7 +21,9 @@ def _fit(value: str, field: str, model: type[models.Model]) -> str:
     # PostgreSQL would reject them, and losing the session record is worse
     # than losing a string's tail. (Message fields with NUL are refused at the
     # door, presence.protocol.validation; this covers headers such as User-Agent.)
-    max_length = model._meta.get_field(field).max_length
+    column = model._meta.get_field(field)
+    assert isinstance(column, models.Field)  # a column, not the reverse side of a relation
+    max_length = column.max_length
     value = value.replace("\x00", "\ufffd")
     return value[:max_length] if max_length is not None else value
 

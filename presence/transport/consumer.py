@@ -18,7 +18,7 @@ import contextlib
 import logging
 import time
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from channels.consumer import AsyncConsumer
 from channels.db import database_sync_to_async
@@ -61,6 +61,9 @@ from presence.transport.probes import get_prober
 from presence.transport.reliable import ACK_CAPABILITY, ENDS_SESSION, ReliableSession
 from presence.transport.room_access import get_room_access
 
+if TYPE_CHECKING:
+    from channels.consumer import _ChannelScope  # types-channels' name for a consumer's scope
+
 logger = logging.getLogger(__name__)
 
 
@@ -80,7 +83,7 @@ def _wall_clock_ms() -> int:
 class PresenceConsumer(ReliableSession, Outbound, AsyncConsumer):
     """One WebSocket connection to one room."""
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+    async def __call__(self, scope: _ChannelScope, receive: Any, send: Any) -> None:
         """Run the connection until it ends; nothing escapes."""
         self.scope = scope
         self.base_send = send
@@ -427,7 +430,7 @@ class PresenceConsumer(ReliableSession, Outbound, AsyncConsumer):
         """
         assert self.hub is not None and self.session is not None and admission.resume
         request = admission.resume
-        hub = self.hub
+        hub, session = self.hub, self.session
         # A holder in this process hands its own window over; otherwise what
         # the room logged that the holder never recorded is caught up.
         catch_up = request.session_id not in hub.holders
@@ -448,10 +451,10 @@ class PresenceConsumer(ReliableSession, Outbound, AsyncConsumer):
                 raise hub.backend_failed("sessions", exc) from exc
             if isinstance(result, Claimed):
                 # Before anything the room says reaches this connection.
-                self.client_id = self.session.client_id = result.record.client_id
+                self.client_id = session.client_id = result.record.client_id
                 self.session_id = request.session_id
-                capabilities = frozenset(result.record.capabilities) | self.session.capabilities
-                self.session.capabilities = capabilities
+                capabilities = frozenset(result.record.capabilities) | session.capabilities
+                session.capabilities = capabilities
                 self._adopt_claim(result, request.last_seq, ACK_CAPABILITY in capabilities)
                 claimed.append(result)
             return result

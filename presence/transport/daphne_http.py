@@ -29,14 +29,16 @@ from __future__ import annotations
 from typing import Any
 
 from daphne.http_protocol import HTTPFactory
+from twisted.internet.protocol import connectionDone
 from twisted.protocols.policies import ProtocolWrapper
+from twisted.python.failure import Failure
 from twisted.web import http
 
 from presence.conf import presence_settings
 from presence.transport.http_head import REQUEST_TIMEOUT
 
 
-class GuardedHTTPChannel(http.HTTPChannel):  # type: ignore[misc]  # Twisted's is untyped here
+class GuardedHTTPChannel(http.HTTPChannel):
     """Twisted's HTTP/1.1 channel; a request head must arrive in ``HTTP_HEAD_TIMEOUT_SECONDS``."""
 
     _head_timer: Any = None  # an IDelayedCall from self.callLater (the factory's reactor)
@@ -69,7 +71,7 @@ class GuardedHTTPChannel(http.HTTPChannel):  # type: ignore[misc]  # Twisted's i
             self._arm_head_timer()
         super().requestDone(request)
 
-    def connectionLost(self, reason: Any) -> None:
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
         """Twisted's, without the deadline."""
         self._cancel_head_timer()
         super().connectionLost(reason)
@@ -97,7 +99,9 @@ class GuardedHTTPChannel(http.HTTPChannel):  # type: ignore[misc]  # Twisted's i
         if owner is not self._owner or getattr(owner, "_channel", self) is not self:
             return
         self._head_late = True
-        transport.write(REQUEST_TIMEOUT)
+        # Twisted's interfaces declare methods without ``self`` (zope.interface),
+        # so mypy reads ``data`` as the instance and finds one argument too many.
+        transport.write(REQUEST_TIMEOUT)  # type: ignore[call-arg, misc]
         # As Twisted's own idle timeout does: a client that reads nothing keeps
         # the 408 in our buffer and the socket open, so abort after a while.
         if self.abortTimeout is not None:

@@ -59,7 +59,9 @@ class GuardedWebSocketProtocol(WebSocketProtocol):  # type: ignore[misc]
         self.wasNotCleanReason = verdict.reason
         self.state = self.STATE_CLOSED  # autobahn parses nothing more
         self.transport.loseWriteConnection()  # the close frame, then FIN
-        reactor.callLater(LINGER_SECONDS, self._closeConnection, True)
+        # IReactorTime declares callLater without ``self`` (zope.interface): mypy
+        # takes the delay for the instance and the callable's place for the delay.
+        reactor.callLater(LINGER_SECONDS, self._closeConnection, True)  # type: ignore[arg-type]
 
     def _dataReceived(self, data: bytes) -> None:
         if self.guard_code is None:  # else: closing, what still comes is dropped unread

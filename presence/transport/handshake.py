@@ -13,6 +13,7 @@ import asyncio
 import logging
 import re
 import weakref
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
@@ -134,7 +135,7 @@ def parse_query(raw: bytes) -> dict[str, str]:
     return dict(pairs)
 
 
-def negotiated(scope: dict[str, Any], query: dict[str, str]) -> tuple[Encoding, str | None]:
+def negotiated(scope: Mapping[str, Any], query: dict[str, str]) -> tuple[Encoding, str | None]:
     """The connection's encoding and the subprotocol to echo (PROTOCOL.md section 2)."""
     try:
         return negotiate_encoding(scope.get("subprotocols") or [], query.get("format"))
@@ -177,7 +178,7 @@ def client_label(query: dict[str, str]) -> str:
     return label
 
 
-def _header(scope: dict[str, Any], name: bytes) -> str | None:
+def _header(scope: Mapping[str, Any], name: bytes) -> str | None:
     for key, value in scope.get("headers") or []:
         if key == name:
             return bytes(value).decode("latin-1")
@@ -185,7 +186,7 @@ def _header(scope: dict[str, Any], name: bytes) -> str | None:
 
 
 async def admit(
-    scope: dict[str, Any], conf: PresenceSettings, *, hello_may_authenticate: bool = False
+    scope: Mapping[str, Any], conf: PresenceSettings, *, hello_may_authenticate: bool = False
 ) -> Admission:
     """Run every handshake check; raise :class:`Refusal` at the first that fails.
 
@@ -210,7 +211,7 @@ async def admit(
         raise
 
 
-async def count_attempt(scope: dict[str, Any], conf: PresenceSettings) -> str:
+async def count_attempt(scope: Mapping[str, Any], conf: PresenceSettings) -> str:
     """Count one connection attempt of the client's IP; return the IP or refuse (4429, 4012)."""
     ip_address = client_ip(scope, frozenset(conf.TRUSTED_PROXIES))
     try:
@@ -232,7 +233,7 @@ async def count_attempt(scope: dict[str, Any], conf: PresenceSettings) -> str:
 
 
 async def _check(
-    scope: dict[str, Any],
+    scope: Mapping[str, Any],
     conf: PresenceSettings,
     query: dict[str, str],
     ip_address: str,

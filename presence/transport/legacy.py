@@ -11,7 +11,7 @@ its :class:`EncodedMessage`, however many legacy members a room has.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any, Protocol
 from urllib.parse import parse_qsl
@@ -41,7 +41,7 @@ class _Sender(Protocol):
     async def _send_frame(self, frame: bytes | str, kind: int) -> None: ...
 
 
-def wire_of(scope: dict[str, Any]) -> tuple[Wire, Refusal | None]:
+def wire_of(scope: Mapping[str, Any]) -> tuple[Wire, Refusal | None]:
     """What the handshake asks for, and a 4400 refusal for a bad ``protocol`` parameter.
 
     Never raises: the refusal is answered after the handshake's own checks

@@ -21,6 +21,7 @@ from presence.cluster.hub import Hub
 from presence.cluster.sessions import Claimed
 from presence.conf import PresenceSettings
 from presence.protocol import core_pb2 as pb
+from presence.protocol.batch import TickBatch
 from presence.protocol.codec import EncodedMessage, leading_message_id
 from presence.protocol.codes import CloseCode
 from presence.protocol.delivery import CAUSE_OVERFLOW, AnswerCache, DeliveryWindow, SlowConsumer
@@ -75,6 +76,11 @@ class ReliableSession:
         def _close(self, code: CloseCode) -> None: ...
 
         def _kick(self) -> None: ...
+
+        def deliver_volatile(self, batch: TickBatch) -> None: ...
+
+        # provided by the consumer
+        def abort(self, close_code: CloseCode, text: str) -> None: ...
 
     def _init_session(self) -> None:
         self.session_id = ""

@@ -21,7 +21,8 @@ from __future__ import annotations
 import asyncio
 
 import h11
-from uvicorn.protocols.http.h11_impl import DEFAULT_MAX_INCOMPLETE_EVENT_SIZE, H11Protocol
+from h11._connection import DEFAULT_MAX_INCOMPLETE_EVENT_SIZE  # uvicorn's default, from here
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 # Imported by uvicorn before the application configures Django: nothing here
 # reads a setting until a connection arrives.

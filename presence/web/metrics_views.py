@@ -70,7 +70,7 @@ def export_registry() -> Collector:
     if not getattr(settings, "PROMETHEUS_MULTIPROC_DIR", ""):
         return REGISTRY
     registry = CollectorRegistry()
-    multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    multiprocess.MultiProcessCollector(registry)
     return registry
 
 

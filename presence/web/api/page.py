@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.contrib.auth.models import AnonymousUser
 from django.core.exceptions import ValidationError
 from rest_framework import status
 from rest_framework.authentication import SessionAuthentication
@@ -68,7 +69,9 @@ class SessionTokenView(APIView):
 
     def post(self, request: Request) -> Response:
         """Answer ``{"access", "expires_in"}``; 400 for a room id that breaks the rule."""
-        token = AccessToken.for_user(request.user)
+        user = request.user
+        assert not isinstance(user, AnonymousUser)  # IsAuthenticated let only users in
+        token = AccessToken.for_user(user)
         room = request.data.get("room") if hasattr(request.data, "get") else None
         if room is not None:
             if not isinstance(room, str):

@@ -62,7 +62,8 @@ class PresenceRateThrottle(SimpleRateThrottle):
         rates = api_settings.DEFAULT_THROTTLE_RATES
         if self.scope not in rates:
             raise ImproperlyConfigured(f"no throttle rate set for the {self.scope!r} scope")
-        rate: str | None = rates[self.scope]
+        # The stubs type the rates as numbers; DRF's are strings such as "10/min".
+        rate: str | None = rates[self.scope]  # type: ignore[assignment]
         return rate
 
     def get_ident(self, request: Request) -> str:

@@ -20,7 +20,8 @@ from rest_framework_simplejwt.settings import api_settings
 from rest_framework_simplejwt.tokens import RefreshToken
 from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
 
-from presence.accounts import ACCOUNT_DELETED, ACCOUNT_DISABLED, PASSWORD_CHANGED, password_stamp
+from presence.accounts import ACCOUNT_DELETED, password_stamp
+from presence.auth import ACCOUNT_DISABLED, PASSWORD_CHANGED
 from presence.web.api.throttles import (
     TokenPerIPThrottle,
     TokenPerUsernameThrottle,
