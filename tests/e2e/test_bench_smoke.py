@@ -89,7 +89,8 @@ def test_quick_bench_ends_with_the_goals_judged(
 
     # --quick measures connects and idle memory, so those two are judged ...
     assert by_key["connects_ratio"]["met"] in (True, False)
-    assert by_key["idle_kb"]["value"] > 0 and by_key["idle_kb"]["met"] in (True, False)
+    assert isinstance(by_key["idle_kb"]["value"], float)  # its sign: see the test above
+    assert by_key["idle_kb"]["met"] in (True, False)
     # ... and the rows it does not run are n/a, not silently passed.
     assert by_key["room150_p99_ms"]["met"] is None
     assert by_key["storm_ratio"]["met"] is None
@@ -108,7 +109,12 @@ def test_quick_bench_writes_results_for_both_targets(
     assert set(results["targets"]) == {"a", "n", "uvicorn"}
     for name, target in results["targets"].items():
         assert "error" not in target, target["error"]
-        assert target["idle"]["kb_per_connection"] > 0
+        # --quick opens 50 idle connections: their RSS delta is inside the
+        # allocator's noise (it was once -21 KB each, memory handed back after
+        # the warm-up); the sign means something only in the full run's 1,000.
+        idle = target["idle"]
+        assert idle["connections"] > 0 and idle["failed"] == 0, idle
+        assert isinstance(idle["kb_per_connection"], float), idle
         assert target["connects"]["per_s"] > 0
         # The quick scenario, and rooms of 10 legacy members (not against n in --quick).
         wanted = ["quick"] if name == "n" else ["quick", "legacy10"]
