@@ -393,6 +393,15 @@ class RoomState:
         data = pb.PresenceData(display_name=hello.display_name, avatar_url=hello.avatar_url)
         if hello.HasField("avatar_config"):
             data.avatar_config.CopyFrom(hello.avatar_config)
+        player = self.players[client_id]
+        # PROTOCOL.md section 5: a ClientHello that changes no name or avatar is
+        # not broadcast (clients send one after every resume, which stays unseen).
+        if (
+            data.display_name in ("", player.display_name)
+            and data.avatar_url in ("", player.avatar_url)
+            and (not data.HasField("avatar_config") or data.avatar_config == player.avatar_config)
+        ):
+            return Outcome()
         return self._update_player(client_id, data, now_ms)
 
     def _on_presence_event(self, client_id: str, message: pb.Message, now_ms: int) -> Outcome:

@@ -236,8 +236,9 @@ async def test_poses_go_out_as_batch_frames_or_single_frames_by_capability() -> 
     alice, bob = await pair("m-batch")
     carol = await joined("m-batch", "carol")
     await carol.send(pb.Message(client_hello=pb.ClientHello(capabilities=["batch"])))
-    await alice.recv_until(lambda m: m.presence_event.event_type == pb.UPDATE)
-    await bob.recv_until(lambda m: m.presence_event.event_type == pb.UPDATE)
+    # A capabilities-only hello is not broadcast (PROTOCOL.md section 5): its
+    # Pong, answered in order, says the server has applied it.
+    assert (await carol.ping(1)).WhichOneof("payload") == "pong"
     before = await scrape()
     await alice.send(pose(2.0))
     assert (await carol.recv_kind("batch")).batch.messages[0].position_update.position.x == 2.0

@@ -857,6 +857,41 @@ def test_later_client_hello_renames_the_sender() -> None:
     assert room.players["alice"].avatar_url == "https://example.com/a.glb"
 
 
+def test_client_hello_with_only_capabilities_is_not_broadcast() -> None:
+    # PROTOCOL.md section 5: a ClientHello that changes no name or avatar is not
+    # broadcast; clients send one after every resume, which section 6 keeps
+    # invisible to the room.
+    room = room_with("alice", "bob")
+    hello = pb.Message(client_hello=pb.ClientHello(capabilities=["batch", "ack"]))
+
+    assert send(room, "alice", hello).broadcasts == []
+
+
+def test_client_hello_repeating_the_current_name_and_avatar_is_not_broadcast() -> None:
+    room = room_with("alice", "bob")
+    config = pb.AvatarConfig(body_type="robot")
+    first = pb.Message(
+        client_hello=pb.ClientHello(display_name="Ada", avatar_url="a.glb", avatar_config=config)
+    )
+    only_broadcast(send(room, "alice", first))
+
+    assert send(room, "alice", first).broadcasts == []
+
+
+def test_client_hello_changing_only_the_avatar_config_is_broadcast() -> None:
+    room = room_with("alice", "bob")
+    send(
+        room,
+        "alice",
+        pb.Message(client_hello=pb.ClientHello(avatar_config=pb.AvatarConfig(height=1.7))),
+    )
+    taller = pb.Message(client_hello=pb.ClientHello(avatar_config=pb.AvatarConfig(height=1.9)))
+
+    updated = only_broadcast(send(room, "alice", taller))
+
+    assert updated.message.presence_event.data.avatar_config.height == pytest.approx(1.9)
+
+
 # --- server message ids -----------------------------------------------------------
 
 
