@@ -273,6 +273,23 @@ class ChatCursor(CursorPagination):
     page_size = CHAT_PAGE_SIZE
     page_size_query_param = "page_size"
     max_page_size = CHAT_PAGE_SIZE_MAX
+    invalid_cursor_message = (
+        "no such page: the cursor is not one this API gave out; follow a page's "
+        "next or previous link as it is, or leave cursor out for the newest page"
+    )
+
+    def get_page_size(self, request: Request) -> int:
+        """``?page_size=`` as asked (cut to the maximum); 400 unless a positive integer."""
+        raw = request.query_params.get(self.page_size_query_param)
+        if raw is None:
+            return self.page_size
+        if not raw.isdecimal() or int(raw) < 1:
+            raise _Problem(
+                400,
+                f"page_size must be a whole number from 1 to {self.max_page_size} "
+                f"(larger is cut to {self.max_page_size}), got {raw[:20]!r}",
+            )
+        return min(int(raw), self.max_page_size)
 
 
 class ChatHistoryView(ListAPIView[ChatMessage]):
@@ -295,9 +312,10 @@ class ChatHistoryView(ListAPIView[ChatMessage]):
             ROOM_ID_PARAMETER,
             OpenApiParameter(
                 "page_size",
-                int,
+                {"type": "integer", "minimum": 1},
                 description=f"Lines per page, {CHAT_PAGE_SIZE} by default, at most "
-                f"{CHAT_PAGE_SIZE_MAX}.",
+                f"{CHAT_PAGE_SIZE_MAX} (larger is cut to it); 400 unless a whole number "
+                "of at least 1.",
             ),
         ],
         responses={200: ChatHistorySerializer(many=True), **_ERRORS},

@@ -259,6 +259,29 @@ async def test_a_page_size_over_the_maximum_is_cut_to_it() -> None:
     assert len(default["results"]) == 50
 
 
+@pytest.mark.parametrize("page_size", ["0", "-1", "abc", "1.5"])
+async def test_a_page_size_that_is_not_a_whole_number_from_1_is_400_saying_so(
+    page_size: str,
+) -> None:
+    await stored_chat(3)
+    reader = await client_for(await user_with("reader", VIEW))
+
+    status, body = await call(reader, "GET", f"/api/rooms/{ROOM}/chat/?page_size={page_size}")
+
+    assert status == 400, body
+    assert "page_size must be a whole number from 1" in body["detail"], body
+
+
+async def test_a_cursor_this_api_never_gave_out_is_404_saying_what_to_send() -> None:
+    await stored_chat(3)
+    reader = await client_for(await user_with("reader", VIEW))
+
+    status, body = await call(reader, "GET", f"/api/rooms/{ROOM}/chat/?cursor=garbage")
+
+    assert status == 404, body
+    assert "follow a page's next or previous link" in body["detail"], body
+
+
 async def test_clients_moderate_with_the_permission_not_with_is_staff() -> None:
     permitted = await user_with("mod", MODERATE)
     staff_only = await user_with("boss", staff=True)
