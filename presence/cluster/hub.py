@@ -650,13 +650,21 @@ class Hub(SessionHolding):
 
     async def user_of(self, room_id: str, client_id: str) -> str:
         """The user id of a member of the room, on any instance ("" if not there)."""
+        return await self._member_user(room_id, client_id) or ""
+
+    async def has_member(self, room_id: str, client_id: str) -> bool:
+        """Whether ``client_id`` is in the room on any instance (``True`` if Redis cannot say)."""
+        return await self._member_user(room_id, client_id) != ""
+
+    async def _member_user(self, room_id: str, client_id: str) -> str | None:
+        """A member's user id; "" when not in the room; ``None`` when the registry failed."""
         room = self.rooms.get(room_id)
         if room is not None and client_id in room.state.players:
             return room.state.players[client_id].user_id
         try:
             view = await self.registry.view(room_id)
         except RegistryUnavailable:
-            return ""
+            return None
         return next((c.user_id for c in view.connections if c.client_id == client_id), "")
 
     def _route(self, room: LocalRoom, broadcasts: list[Broadcast]) -> list[Broadcast]:

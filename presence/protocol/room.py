@@ -380,7 +380,9 @@ class RoomState:
 
     def _on_chat_message(self, client_id: str, message: pb.Message, now_ms: int) -> Outcome:
         if client_id in self.muted:
-            raise ProtocolError(ErrorCode.FORBIDDEN, "you are muted in this room")
+            raise ProtocolError(
+                ErrorCode.MUTED, "you are muted in this room: your chat is not sent until unmuted"
+            )
         chat = message.chat_message
         chat.from_client_id = client_id
         chat.timestamp = now_ms

@@ -39,6 +39,7 @@ from presence.protocol import core_pb2 as pb
 from presence.protocol.codec import Encoding, encode
 from presence.protocol.codes import CloseCode, ErrorCode
 from presence.protocol.envelope import error_message, stamp
+from presence.protocol.moderation import order_from_client
 from presence.protocol.outbox import Outbox
 from presence.protocol.ratelimit import MessageRateLimiter
 from presence.protocol.room import Player
@@ -603,6 +604,12 @@ class PresenceConsumer(ReliableSession, Outbound, AsyncConsumer):
             self._queue(answered)
             return
         message_id = result.message.message_id
+        absent = await self._absent_target(result.kind, result.message)
+        if absent is not None:  # answered like any refusal, the same again on a repeat
+            metrics.count_message_error(absent.error.code)
+            self._remember_answers(result.kind, message_id, [absent])
+            self._queue(absent)
+            return
         outcome = self.hub.apply(self.room_id, self.client_id, result.kind, result.message)
         if result.kind == "client_hello" and result.message.client_hello.capabilities:
             self._capabilities_changed(self.session.capabilities)
@@ -633,6 +640,32 @@ class PresenceConsumer(ReliableSession, Outbound, AsyncConsumer):
             if reply.type == pb.ERROR:
                 metrics.count_message_error(reply.error.code)
             self._queue(reply)
+
+    async def _absent_target(self, kind: str, message: pb.Message) -> pb.Message | None:
+        """A moderator's kick or mute of nobody in the room (any instance): its ``Error``.
+
+        ``None`` for everything else, which the room itself answers (a plain
+        member's order is refused as forbidden, whoever it names).
+        """
+        if kind not in ("kick_player", "mute_player") or not (
+            self.identity is not None and self.identity.moderator and self.hub is not None
+        ):
+            return None
+        order = order_from_client(kind, message, self.client_id)
+        if order is None or order.target_client_id in ("", self.client_id):
+            return None
+        if await self.hub.has_member(self.room_id, order.target_client_id):
+            return None
+        text = (
+            f"{order.target_client_id[:64]!r} is not in this room: name the client id of a "
+            "member who is here (the ServerHello and JOIN events give them)"
+        )
+        return error_message(
+            ErrorCode.BAD_MESSAGE,
+            text,
+            now_ms=self.hub.now_ms(),
+            ref_message_id=message.message_id,
+        )
 
     def _hello_first_text(self) -> str:
         if self.legacy is not None:

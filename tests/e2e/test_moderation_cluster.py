@@ -38,6 +38,7 @@ from tests.e2e.conftest import Cluster, StaffUser
 pytestmark = pytest.mark.e2e
 
 FORBIDDEN = pb.Error.FORBIDDEN
+MUTED = pb.Error.MUTED
 ROOM_LOCKED = pb.Error.ROOM_LOCKED
 CLOSE_FORBIDDEN = 4403  # PROTOCOL.md section 7: kicked or banned
 CLOSE_ROOM_UNAVAILABLE = 4423  # locked or full
@@ -234,7 +235,7 @@ async def test_admin_mute_from_a_silences_the_target_on_b_until_unmuted(
 
     await bob.send(chat("can you hear me", message_id="muted-chat"))
     refused = await bob.recv()
-    assert (refused.error.code, refused.error.ref_message_id) == (FORBIDDEN, "muted-chat")
+    assert (refused.error.code, refused.error.ref_message_id) == (MUTED, "muted-chat")
     await bob.send(voice(1))
     # Bob's rename is relayed after anything he sent before it: it marks the end.
     await bob.send(pb.Message(client_hello=pb.ClientHello(display_name="Bob, muted")))
@@ -322,7 +323,7 @@ async def test_staff_client_on_a_kicks_a_client_on_b(
 
     await staff.send(kick(bob, "griefing", "kick-1"))
     answer = await staff.recv()
-    assert (answer.WhichOneof("payload"), answer.ack.message_id) == ("ack", "kick-1")
+    assert (answer.WhichOneof("payload"), answer.ack.message_id) == ("ack", "kick-1"), answer
     before = await expect_close(bob, CLOSE_FORBIDDEN, timeout=ORDER_SECONDS)
     assert kinds(before) == ["player_kicked", "error"]
     expected = (bob.client_id, staff.client_id, "griefing")

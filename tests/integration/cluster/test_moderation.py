@@ -131,6 +131,33 @@ async def test_a_plain_member_may_not_kick() -> None:
     assert await actions() == []
 
 
+@pytest.mark.parametrize("order", [kick, mute], ids=["kick", "mute"])
+async def test_kicking_or_muting_someone_not_in_the_room_is_an_error_not_an_ack(
+    order: Any,
+) -> None:
+    alice = await joined("alice")
+    mo, _ = await staff_client()
+    await alice.recv_kind("presence_event")  # mo's JOIN
+
+    message = order("c0000000000000000")
+    message.message_id = "ghost-1"
+    await mo.send(message)
+
+    error = (await mo.recv_kind("error")).error
+    assert (error.code, error.ref_message_id) == (ErrorCode.BAD_MESSAGE, "ghost-1")
+    assert "'c0000000000000000' is not in this room" in error.message
+    assert await actions() == []
+    await alice.send(pb.Message(ping=pb.Ping(client_time_ms=5)))  # nothing was announced
+    assert (await alice.recv()).WhichOneof("payload") == "pong"
+
+
+async def test_a_plain_member_naming_someone_absent_is_still_told_it_may_not() -> None:
+    await joined("alice")
+    bob = await joined("bob")
+    await bob.send(kick("c0000000000000000"))
+    assert (await bob.recv_kind("error")).error.code == ErrorCode.FORBIDDEN
+
+
 async def test_the_host_locks_the_room_and_the_next_join_is_refused_at_once() -> None:
     alice = await joined("alice")  # the host
     bob = await joined("bob")
@@ -157,7 +184,7 @@ async def test_a_muted_member_is_not_heard_until_unmuted() -> None:
     assert (await bob.recv_kind("player_muted")).player_muted.muted is True
 
     await bob.send(chat("can you hear me"))
-    assert (await bob.recv_kind("error")).error.code == ErrorCode.FORBIDDEN
+    assert (await bob.recv_kind("error")).error.code == ErrorCode.MUTED
     await mo.send(mute(bob.client_id, muted=False))
     await bob.recv_kind("player_muted")
     await bob.send(chat("now?"))
@@ -236,7 +263,7 @@ async def test_an_admin_mute_silences_chat_and_unmute_restores_it() -> None:
     await moderate(admin, action="mute", target_client_id=bob.client_id)
     assert (await bob.recv_kind("player_muted")).player_muted.muted is True
     await bob.send(chat("hello?"))
-    assert (await bob.recv_kind("error")).error.code == ErrorCode.FORBIDDEN
+    assert (await bob.recv_kind("error")).error.code == ErrorCode.MUTED
     await moderate(admin, action="unmute", target_client_id=bob.client_id)
     await bob.recv_kind("player_muted")
     await bob.send(chat("hello"))

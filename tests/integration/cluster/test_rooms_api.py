@@ -205,7 +205,7 @@ async def test_kick_mute_and_lock_through_the_api_are_heard_enforced_and_recorde
     muted = (await alice.recv_kind("player_muted")).player_muted
     assert (muted.muted_client_id, muted.muted, muted.reason) == (bob.client_id, True, "shouting")
     await bob.send(pb.Message(message_id="m1", chat_message=pb.ChatMessage(message="HEY")))
-    assert (await bob.recv_kind("error")).error.code == ErrorCode.FORBIDDEN
+    assert (await bob.recv_kind("error")).error.code == ErrorCode.MUTED
 
     await sync_to_async(rooms.kick)(ROOM, carol.client_id, reason="spam", ban_seconds=60)
     kicked = (await alice.recv_kind("player_kicked")).player_kicked

@@ -1055,7 +1055,7 @@ def test_a_muted_member_is_not_heard_until_unmuted() -> None:
     muted = only_broadcast(send(room, "mo", mute)).message.player_muted
     assert (muted.muted_client_id, muted.muted) == ("bob", True)
 
-    assert only_error(send(room, "bob", chat("hello?"))).code == ErrorCode.FORBIDDEN
+    assert only_error(send(room, "bob", chat("hello?"))).code == ErrorCode.MUTED
     voice = pb.Message(voice_data=pb.VoiceData(audio_data=b"ab"))
     assert send(room, "bob", voice) == Outcome()
 
@@ -1076,3 +1076,4 @@ def test_an_order_from_the_admin_is_announced_without_a_sender() -> None:
 def test_an_order_survives_the_channel_layer(action: Action) -> None:
     order = ModerationOrder(action, "bob", "why", "mo", 60)
     assert ModerationOrder.from_event(order.as_event()) == order
+
