@@ -597,7 +597,16 @@ class PresenceConsumer(ReliableSession, Outbound, AsyncConsumer):
             self._meter.pong(result.message.pong.client_time_ms, track=track)
             return
         if result.kind == "ack":
-            self._acked(result.message.ack.up_to_seq)
+            up_to, last = result.message.ack.up_to_seq, self.window.last_seq if self.window else 0
+            if up_to > last:  # a client bug that would only stop its own re-sends
+                text = (
+                    f"ack up_to_seq {up_to} is beyond the last seq sent ({last}): "
+                    "acknowledge only seqs you received"
+                )
+                metrics.count_message_error(ErrorCode.BAD_MESSAGE)
+                self._queue(error_message(ErrorCode.BAD_MESSAGE, text, now_ms=self.hub.now_ms()))
+                return
+            self._acked(up_to)
             return
         answered = self._answered(result.kind, result.message)
         if answered is not None:  # a repeat: the same answer, never applied again

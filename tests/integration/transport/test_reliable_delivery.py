@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from presence.protocol import pb
-from presence.protocol.codes import CloseCode
+from presence.protocol.codes import CloseCode, ErrorCode
 from tests.clients.communicator import ProtocolClient
 
 pytestmark = [
@@ -73,6 +73,23 @@ async def test_an_acked_message_is_not_resent() -> None:
     await bob.send(pb.Message(ack=pb.Ack(up_to_seq=later.seq)))
     # Past the retry intervals and the 4009 deadline: nothing is re-sent.
     assert await bob.communicator.receive_nothing(timeout=0.8)
+    await alice.close()
+    await bob.close()
+
+
+async def test_an_ack_beyond_the_last_seq_sent_is_an_error_and_acks_nothing() -> None:
+    bob = await joined("rd", "bob", acks=True)
+    alice = await joined("rd", "alice")
+    join = await bob.recv_kind("presence_event")
+
+    await bob.send(pb.Message(ack=pb.Ack(up_to_seq=999_999_999)))
+
+    error = (await bob.recv_kind("error")).error
+    assert error.code == ErrorCode.BAD_MESSAGE
+    assert "999999999" in error.message and f"last seq sent ({join.seq})" in error.message
+    # Nothing was acknowledged by it: the JOIN is still re-sent, with its seq.
+    again = await bob.recv_kind("presence_event")
+    assert again.seq == join.seq
     await alice.close()
     await bob.close()
 

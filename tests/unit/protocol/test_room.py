@@ -1076,4 +1076,3 @@ def test_an_order_from_the_admin_is_announced_without_a_sender() -> None:
 def test_an_order_survives_the_channel_layer(action: Action) -> None:
     order = ModerationOrder(action, "bob", "why", "mo", 60)
     assert ModerationOrder.from_event(order.as_event()) == order
-
