@@ -17,12 +17,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NoReturn
 
 from django.contrib.auth.models import AnonymousUser
 from django.core.exceptions import ValidationError
-from rest_framework import status
+from drf_spectacular.authentication import SessionScheme
+from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
+from rest_framework import serializers, status
 from rest_framework.authentication import SessionAuthentication
+from rest_framework.exceptions import NotAuthenticated
 from rest_framework.exceptions import ValidationError as BadInput
 from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.renderers import JSONRenderer
@@ -59,14 +62,58 @@ class PublicRoomsPerIPThrottle(PresenceRateThrottle):
         return self.cache_key_for(self.get_ident(request))
 
 
+class DjangoSessionAuthentication(SessionAuthentication):
+    """The session cookie (CSRF-checked); without one the answer is 401, as elsewhere in the API."""
+
+    def authenticate_header(self, request: Request) -> str:
+        """``WWW-Authenticate`` of a 401: sign in to Django (DRF answers 403 without it)."""
+        return 'Session realm="graphwiz"'
+
+
+class DjangoSessionScheme(SessionScheme):  # type: ignore[no-untyped-call]  # drf-spectacular's registry
+    """The OpenAPI schema describes it as Django's session cookie (drf-spectacular)."""
+
+    target_class = "presence.web.api.page.DjangoSessionAuthentication"
+    name = "djangoSession"  # DRF's own session authentication is "cookieAuth"
+
+
+SIGN_IN_FIRST = (
+    "sign in to Django first: this endpoint gives tokens to the user of the session "
+    "cookie; without a session, POST username and password to /api/token/"
+)
+
+
 class SessionTokenView(APIView):
     """An access token for the session's user (CSRF-checked, same origin)."""
 
-    authentication_classes = [SessionAuthentication]  # enforces CSRF
+    authentication_classes = [DjangoSessionAuthentication]  # enforces CSRF
     permission_classes = [IsAuthenticated]
     throttle_classes = [SessionTokenPerUserThrottle]
     renderer_classes = [JSONRenderer]
 
+    def permission_denied(
+        self, request: Request, message: str | None = None, code: str | None = None
+    ) -> NoReturn:
+        """No session: 401 saying how to get one (a refused CSRF check stays 403)."""
+        if not request.successful_authenticator:
+            raise NotAuthenticated(SIGN_IN_FIRST)
+        super().permission_denied(request, message, code)
+
+    @extend_schema(
+        request=inline_serializer(
+            "SessionTokenRequest", {"room": serializers.CharField(required=False)}
+        ),
+        responses={
+            200: inline_serializer(
+                "SessionToken",
+                {"access": serializers.CharField(), "expires_in": serializers.IntegerField()},
+            ),
+            400: OpenApiResponse(description="a room id that breaks the rule"),
+            401: OpenApiResponse(description="no Django session"),
+            403: OpenApiResponse(description="the CSRF check failed"),
+            429: OpenApiResponse(description="throttled"),
+        },
+    )
     def post(self, request: Request) -> Response:
         """Answer ``{"access", "expires_in"}``; 400 for a room id that breaks the rule."""
         user = request.user
@@ -94,6 +141,22 @@ class PublicRoomsView(APIView):
     throttle_classes = [PublicRoomsPerIPThrottle]
     renderer_classes = [JSONRenderer]
 
+    @extend_schema(
+        responses={
+            200: inline_serializer(
+                "PublicRooms",
+                {
+                    "rooms": inline_serializer(
+                        "PublicRoom",
+                        {"room_id": serializers.CharField(), "members": serializers.IntegerField()},
+                        many=True,
+                    ),
+                    "timestamp": serializers.DateTimeField(),
+                },
+            ),
+            429: OpenApiResponse(description="throttled"),
+        },
+    )
     def get(self, request: Request) -> Response:
         """Answer ``{"rooms": [{"room_id", "members"}], "timestamp"}``."""
         stats = _on_server_loop(stats_cluster)
