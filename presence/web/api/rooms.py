@@ -21,6 +21,7 @@ from dataclasses import asdict
 from typing import Any, ClassVar
 
 from asgiref.sync import async_to_sync
+from django.core.validators import RegexValidator
 from django.db.models import QuerySet
 from drf_spectacular.utils import (
     OpenApiParameter,
@@ -165,14 +166,27 @@ CLIENT_ID_PATTERN = r"^[A-Za-z0-9._:-]+$"
 SENDER_PATTERN = r"^[A-Z][A-Za-z0-9 ._'-]*$"
 
 
-def _documented(pattern: str, max_length: int, **field: Any) -> serializers.CharField:
-    """A text field whose schema carries ``pattern``; the check itself is presence.rooms'."""
+def _documented(
+    pattern: str, max_length: int, *, enforce: bool = False, **field: Any
+) -> serializers.CharField:
+    """A JSON string field whose schema carries ``pattern``.
+
+    The content checks are presence.rooms' (the same as for clients), unless
+    ``enforce``: then the pattern itself is the rule (400 naming it). A number
+    or any other JSON type is 400, never turned into text.
+    """
 
     @extend_schema_field({"type": "string", "pattern": pattern, "maxLength": max_length})
     class Documented(serializers.CharField):
-        pass
+        def to_internal_value(self, data: Any) -> str:
+            if not isinstance(data, str):
+                raise serializers.ValidationError(
+                    f"must be a JSON string, got {type(data).__name__}"
+                )
+            return str(super().to_internal_value(data))
 
-    return Documented(max_length=max_length, trim_whitespace=False, **field)
+    validators = [RegexValidator(pattern, f"must match {pattern}")] if enforce else []
+    return Documented(max_length=max_length, trim_whitespace=False, validators=validators, **field)
 
 
 class AnnouncementSerializer(serializers.Serializer[Any]):
@@ -182,12 +196,14 @@ class AnnouncementSerializer(serializers.Serializer[Any]):
         rooms.MAX_SENDER_CHARS,
         required=False,
         default=rooms.SYSTEM_SENDER,
-        help_text='Stamped as from_client_id; "system" when left out.',
+        help_text='Stamped as from_client_id; "system" when left out. The pattern shows '
+        "names that are always accepted; any printable name is, unless it is a client id "
+        'or "server".',
     )
 
 
 class KickSerializer(serializers.Serializer[Any]):
-    client_id = _documented(CLIENT_ID_PATTERN, _LIMITS.identifier)
+    client_id = _documented(CLIENT_ID_PATTERN, _LIMITS.identifier, enforce=True)
     reason = _documented(
         FREE_TEXT_PATTERN, _LIMITS.reason, required=False, default="", allow_blank=True
     )
@@ -197,7 +213,7 @@ class KickSerializer(serializers.Serializer[Any]):
 
 
 class MuteSerializer(serializers.Serializer[Any]):
-    client_id = _documented(CLIENT_ID_PATTERN, _LIMITS.identifier)
+    client_id = _documented(CLIENT_ID_PATTERN, _LIMITS.identifier, enforce=True)
     muted = serializers.BooleanField(required=False, default=True)
     reason = _documented(
         FREE_TEXT_PATTERN, _LIMITS.reason, required=False, default="", allow_blank=True

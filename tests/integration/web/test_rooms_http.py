@@ -167,6 +167,27 @@ async def test_text_at_the_client_limit_is_accepted_and_over_it_is_400() -> None
     assert status == 400 and "room id" in answer["detail"]
 
 
+@pytest.mark.parametrize(
+    ("path", "body", "words"),
+    [
+        ("messages", {"text": 5}, "text: must be a JSON string, got int"),
+        ("messages", {"text": "hi", "sender": ["x"]}, "sender: must be a JSON string"),
+        ("kick", {"client_id": "a b"}, "client_id: must match"),
+        ("kick", {"client_id": 5}, "client_id: must be a JSON string"),
+        ("mute", {"client_id": "c1/../x"}, "client_id: must match"),
+    ],
+)
+async def test_a_field_of_the_wrong_type_or_shape_is_400_naming_it(
+    path: str, body: dict[str, Any], words: str
+) -> None:
+    staff = await client_for(await user_with("boss", ANNOUNCE, MODERATE))
+
+    status, answer = await call(staff, "POST", f"/api/rooms/{ROOM}/{path}/", body)
+
+    assert status == 400, answer
+    assert words in answer["detail"], answer
+
+
 async def test_one_moderate_permission_kicks_mutes_and_locks_live_members() -> None:
     moderator = await user_with("mo", MODERATE)
     http = await client_for(moderator)
