@@ -169,7 +169,8 @@ class PresenceConsumer(ReliableSession, Outbound, AsyncConsumer):
         try:
             hello_auth = wire is not legacy_wire.Wire.PROTOCOL
             start = await admit(self.scope, self.conf, hello_may_authenticate=hello_auth)
-            if bad_wire is not None:
+            if bad_wire is not None:  # answered in the encoding the client negotiated
+                bad_wire.encoding, bad_wire.subprotocol = start.encoding, start.subprotocol
                 raise bad_wire
         except Refusal as refused:
             start = refused

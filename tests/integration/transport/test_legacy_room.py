@@ -242,6 +242,18 @@ async def test_bad_protocol_parameter_is_refused_4400() -> None:
     assert await client.expect_close() == CloseCode.BAD_REQUEST
 
 
+async def test_a_json_client_asking_for_the_legacy_wire_reads_the_refusal_in_json() -> None:
+    client = ProtocolClient(
+        "/ws/hall?user_id=alice&protocol=legacy", subprotocols=["graphwiz.json.v1"], json=True
+    )
+    accepted, subprotocol = await client.open()
+    assert accepted and subprotocol == "graphwiz.json.v1"
+    frame = await client.recv_frame()
+    assert frame.get("text") is not None, frame  # JSON, as negotiated, not binary protobuf
+    assert "legacy" in frame["text"] and "BAD_MESSAGE" in frame["text"], frame
+    assert await client.expect_close() == CloseCode.BAD_REQUEST
+
+
 async def test_protobuf_client_that_waits_gets_its_hello_after_the_sniff_deadline(settings) -> None:
     # A hub-client-shaped handshake (room_id in the query) that then waits.
     settings.PRESENCE = {**settings.PRESENCE, "LEGACY_DETECT_SECONDS": 0.05}
