@@ -35,8 +35,13 @@ ROOM_CLAIM = "room"
 # The Django permission that lets a user kick, mute and lock (clients, admin, HTTP API).
 MODERATE_PERMISSION = "presence.moderate_room"
 
-INVALID_TOKEN = "invalid token"
-EXPIRED_TOKEN = "token expired"
+# What the client reads: how to get a token that works, never why this one did
+# not (the reason goes to the log only: see _unauthorized).
+INVALID_TOKEN = (
+    "invalid token: send an access token from POST /api/token/ as it came "
+    "(refresh tokens and altered or not-yet-valid tokens are refused)"
+)
+EXPIRED_TOKEN = "token expired: get a new access token (POST /api/token/refresh/) and connect again"
 # Said to the client: the token was genuine, the account no longer lets it in.
 ACCOUNT_DISABLED = "account disabled"
 PASSWORD_CHANGED = "password changed: log in again"

@@ -26,7 +26,7 @@ from channels.exceptions import StopConsumer
 from django.utils import timezone
 
 from presence import metrics, moderation
-from presence.auth import AuthRefused, Identity, authenticate_token
+from presence.auth import EXPIRED_TOKEN, AuthRefused, Identity, authenticate_token
 from presence.cluster.account_watch import watch_accounts
 from presence.cluster.hub import BackendUnavailable, Draining, Hub
 from presence.cluster.instance import get_hub
@@ -303,7 +303,7 @@ class PresenceConsumer(ReliableSession, Outbound, AsyncConsumer):
 
     def _token_expired(self) -> None:
         if self._close_code is None:
-            self._refuse_late(ErrorCode.UNAUTHORIZED, CloseCode.UNAUTHORIZED, "token expired")
+            self._refuse_late(ErrorCode.UNAUTHORIZED, CloseCode.UNAUTHORIZED, EXPIRED_TOKEN)
 
     async def _join(
         self,
@@ -554,7 +554,8 @@ class PresenceConsumer(ReliableSession, Outbound, AsyncConsumer):
                 self._queue(
                     error_message(
                         ErrorCode.RATE_LIMITED,
-                        "too many messages",
+                        f"too many messages: at most {self.conf.MESSAGE_RATE_LIMIT} per "
+                        f"{self.conf.MESSAGE_RATE_WINDOW_SECONDS:g} s; wait retry_after_ms",
                         now_ms=0,
                         retry_after_ms=verdict.retry_after_ms,
                     )

@@ -141,6 +141,7 @@ async def test_bad_token_in_query_is_refused_4401(
         f"/ws/{ROOM}?auth_token={token}", ErrorCode.UNAUTHORIZED, CloseCode.UNAUTHORIZED
     )
     assert token not in error.message
+    assert "/api/token/" in error.message  # says how to get one that works
     await arena.still_flowing()
 
 
@@ -313,6 +314,7 @@ async def test_message_flood_is_dropped_then_closed_4008(
         await flooder.send(pb.Message(chat_message=pb.ChatMessage(message=f"spam {n}")))
     error = await flooder.recv_kind("error")
     assert error.error.code == ErrorCode.RATE_LIMITED and error.error.retry_after_ms > 0
+    assert "at most 5 per 60 s" in error.error.message  # names the limit it crossed
     assert await flooder.expect_close() == CloseCode.RATE_LIMITED
     await flooder.close()
     chats = []
