@@ -16,8 +16,9 @@ Served with ``uvicorn --ws presence.transport.uvicorn_ws:GuardedWebSocketProtoco
 This subclass sends the prepared answer and closes, feeds every frame header
 to :class:`~presence.protocol.frameguard.FrameGuard` (4008 for a ping or
 pong flood, 1009 for a message in too many fragments), and closes a client
-that does not answer the keep-alive ping with 4009 (slow consumer: resume).
-Everything else is uvicorn's.
+that does not answer the keep-alive ping with 4009 (slow consumer: resume),
+and stops reading the socket only while a backlog of events waits for the
+application, not after every message. Everything else is uvicorn's.
 """
 
 from __future__ import annotations
@@ -40,6 +41,13 @@ KEEPALIVE_TIMEOUT_REASON = "keepalive ping timeout"
 # still sending makes the kernel answer with a reset, which can destroy the
 # close frame (and its code) before the client has read it.
 LINGER_SECONDS = 1.0
+# Reading pauses once more events than this wait for the application, and
+# resumes when it has taken them all. uvicorn paused after every message and
+# resumed when the application took it: two event-loop calls (and, on uvloop,
+# epoll changes) per frame of a client sending at a steady rate, whose events
+# almost never queue up. What may wait stays bounded: this many events plus
+# what one read of the socket holds (as before: a read is parsed whole).
+RECEIVE_PAUSE_EVENTS = 4
 
 
 class ReceiveQueue:
@@ -50,7 +58,7 @@ class ReceiveQueue:
     events and the futures of waiting readers (the consumer is the one
     reader); the same ``put_nowait``, ``get``, ``empty`` and ``qsize``.
     Unbounded like uvicorn's: the protocol stops reading the socket while
-    events wait.
+    more than ``RECEIVE_PAUSE_EVENTS`` events wait.
     """
 
     __slots__ = ("_items", "_waiters")
@@ -132,6 +140,26 @@ class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
                 self.handle_pong(event)
             elif event.opcode == Opcode.CLOSE:
                 self.handle_close(event)
+
+    def send_receive_event_to_app(self) -> None:
+        """A whole message arrived: queue it; pause reading only behind a backlog."""
+        data = self.frames[0] if len(self.frames) == 1 else b"".join(self.frames)
+        self.frames = []
+        if self.close_sent:  # past the close: discarded, reading stays on for the close reply
+            return
+        if self.curr_msg_data_type == "text":
+            try:
+                self.queue.put_nowait({"type": "websocket.receive", "text": data.decode()})
+            except UnicodeDecodeError:
+                self.logger.exception("Invalid UTF-8 sequence received from client.")
+                self.conn.send_close(1007)
+                self.handle_parser_exception()
+                return
+        else:
+            self.queue.put_nowait({"type": "websocket.receive", "bytes": data})
+        if not self.read_paused and self.queue.qsize() > RECEIVE_PAUSE_EVENTS:
+            self.read_paused = True
+            self.transport.pause_reading()
 
     def start_keepalive(self) -> None:
         """uvicorn's, called once the 101 is written: the handshake is no longer needed.

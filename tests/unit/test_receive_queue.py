@@ -1,12 +1,23 @@
-"""The uvicorn protocol's receive queue: order, waiting readers, cancellation."""
+"""The uvicorn protocol's receive queue: order, waiting readers, cancellation, read pauses."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
+import uvicorn
+from uvicorn.server import ServerState
+from websockets.client import ClientProtocol
+from websockets.frames import Frame, Opcode
+from websockets.uri import parse_uri
 
-from presence.transport.uvicorn_ws import ReceiveQueue
+from presence.transport.uvicorn_ws import (
+    RECEIVE_PAUSE_EVENTS,
+    GuardedWebSocketProtocol,
+    ReceiveQueue,
+)
 
 
 async def test_events_come_out_in_the_order_they_went_in() -> None:
@@ -52,3 +63,108 @@ async def test_two_readers_each_get_one_event() -> None:
     queue.put_nowait("b")
 
     assert sorted(await asyncio.wait_for(asyncio.gather(*readers), timeout=5)) == ["a", "b"]
+
+
+# --- reading pauses only behind a backlog ---------------------------------------
+
+
+class RecordingTransport(asyncio.Transport):
+    """What the protocol asked of its socket: writes, pauses and resumes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.written = bytearray()
+        self.paused = False
+        self.pauses = 0
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return ("127.0.0.1", 8083) if name in ("sockname", "peername") else default
+
+    def write(self, data: Any) -> None:
+        self.written += data
+
+    def pause_reading(self) -> None:
+        self.paused = True
+        self.pauses += 1
+
+    def resume_reading(self) -> None:
+        self.paused = False
+
+    def is_closing(self) -> bool:
+        return False
+
+    def can_write_eof(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        pass
+
+
+class SilentApp:
+    """Accepts, then reads only when told to."""
+
+    def __init__(self) -> None:
+        self.accepted = asyncio.Event()
+        self.read = asyncio.Event()
+        self.received: list[bytes] = []
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await receive()  # websocket.connect
+        await send({"type": "websocket.accept"})
+        self.accepted.set()
+        await self.read.wait()
+        while True:
+            event = await receive()
+            if event["type"] != "websocket.receive":
+                return
+            self.received.append(event["bytes"])
+
+
+def _frame(n: int) -> bytes:
+    return Frame(Opcode.BINARY, b"pose-%d" % n).serialize(mask=True, extensions=[])
+
+
+@pytest.fixture
+async def connection() -> AsyncIterator[
+    tuple[GuardedWebSocketProtocol, RecordingTransport, SilentApp]
+]:
+    app = SilentApp()
+    config = uvicorn.Config(app, ws=GuardedWebSocketProtocol, log_level="warning")
+    config.load()
+    protocol = GuardedWebSocketProtocol(config, ServerState(), {})
+    transport = RecordingTransport()
+    protocol.connection_made(transport)
+    client = ClientProtocol(parse_uri("ws://127.0.0.1:8083/ws/lobby"))
+    client.send_request(client.connect())
+    protocol.data_received(b"".join(client.data_to_send()))
+    await asyncio.wait_for(app.accepted.wait(), 5)
+    yield protocol, transport, app
+    protocol.connection_lost(None)
+
+
+async def test_reading_goes_on_while_a_few_events_wait(
+    connection: tuple[GuardedWebSocketProtocol, RecordingTransport, SilentApp],
+) -> None:
+    protocol, transport, _ = connection
+
+    for n in range(RECEIVE_PAUSE_EVENTS):
+        protocol.data_received(_frame(n))
+
+    assert protocol.queue.qsize() == RECEIVE_PAUSE_EVENTS
+    assert transport.pauses == 0
+
+
+async def test_reading_pauses_behind_a_backlog_and_resumes_once_it_is_read(
+    connection: tuple[GuardedWebSocketProtocol, RecordingTransport, SilentApp],
+) -> None:
+    protocol, transport, app = connection
+
+    for n in range(RECEIVE_PAUSE_EVENTS + 1):
+        protocol.data_received(_frame(n))
+
+    assert transport.paused and transport.pauses == 1
+    app.read.set()
+    while len(app.received) < RECEIVE_PAUSE_EVENTS + 1:
+        await asyncio.sleep(0)
+    assert not transport.paused
+    assert app.received == [b"pose-%d" % n for n in range(RECEIVE_PAUSE_EVENTS + 1)]
