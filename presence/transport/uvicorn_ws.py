@@ -30,6 +30,7 @@ from typing import Any
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.frames import Frame, Opcode
 from websockets.http11 import Request
+from websockets.protocol import State
 
 from presence.conf import presence_settings
 from presence.protocol.codes import CloseCode
@@ -48,6 +49,10 @@ LINGER_SECONDS = 1.0
 # almost never queue up. What may wait stays bounded: this many events plus
 # what one read of the socket holds (as before: a read is parsed whole).
 RECEIVE_PAUSE_EVENTS = 4
+# The ASGI scope extension under which the protocol offers a synchronous write
+# of one data frame (``send_now``) to an application that can use it: the room
+# tick writes Batch frames without a task per member (presence/transport/outbound.py).
+SEND_NOW_EXTENSION = "graphwiz.send_now"
 
 
 class ReceiveQueue:
@@ -140,6 +145,39 @@ class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
                 self.handle_pong(event)
             elif event.opcode == Opcode.CLOSE:
                 self.handle_close(event)
+
+    def handle_connect(self, event: Request) -> None:
+        """uvicorn's; the application's scope also offers :meth:`send_now`."""
+        super().handle_connect(event)
+        if self.handshake_initiated and not self.close_sent:  # an upgrade, not a refusal
+            self.scope["extensions"][SEND_NOW_EXTENSION] = self.send_now  # type: ignore[index]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        """uvicorn's, and the scope lets go of the protocol (a reference cycle otherwise)."""
+        super().connection_lost(exc)
+        scope = getattr(self, "scope", None)
+        if scope is not None:
+            scope["extensions"].pop(SEND_NOW_EXTENSION, None)
+
+    def send_now(self, frame: bytes | str) -> bool:
+        """Write one data frame at once; ``False`` when :meth:`send` would wait or fail.
+
+        The ``websocket.send`` branch of uvicorn's ``send`` without the event
+        and the awaits, for a caller that cannot wait (the room tick), which
+        then hands the frame to its writer task instead.
+        """
+        if not self.writable.is_set() or self.disconnected or self.close_sent:
+            return False
+        if not self.handshake_complete or self.initial_response is not None:
+            return False
+        if self.conn.state is not State.OPEN or self.transport.is_closing():
+            return False
+        if isinstance(frame, bytes):
+            self.conn.send_binary(frame)
+        else:
+            self.conn.send_text(frame.encode())
+        self.transport.write(b"".join(self.conn.data_to_send()))
+        return True
 
     def send_receive_event_to_app(self) -> None:
         """A whole message arrived: queue it; pause reading only behind a backlog."""

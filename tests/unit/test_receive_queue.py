@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -15,6 +16,7 @@ from websockets.uri import parse_uri
 
 from presence.transport.uvicorn_ws import (
     RECEIVE_PAUSE_EVENTS,
+    SEND_NOW_EXTENSION,
     GuardedWebSocketProtocol,
     ReceiveQueue,
 )
@@ -99,6 +101,9 @@ class RecordingTransport(asyncio.Transport):
     def close(self) -> None:
         pass
 
+    def abort(self) -> None:
+        pass
+
 
 class SilentApp:
     """Accepts, then reads only when told to."""
@@ -107,8 +112,10 @@ class SilentApp:
         self.accepted = asyncio.Event()
         self.read = asyncio.Event()
         self.received: list[bytes] = []
+        self.scope: dict[str, Any] = {}
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        self.scope = scope
         await receive()  # websocket.connect
         await send({"type": "websocket.accept"})
         self.accepted.set()
@@ -124,10 +131,24 @@ def _frame(n: int) -> bytes:
     return Frame(Opcode.BINARY, b"pose-%d" % n).serialize(mask=True, extensions=[])
 
 
+@dataclass
+class Connection:
+    """The protocol under test, its socket, the application and the client's half."""
+
+    protocol: GuardedWebSocketProtocol
+    transport: RecordingTransport
+    app: SilentApp
+    client: ClientProtocol
+
+    def frames_written(self) -> list[bytes]:
+        """The data frames the server wrote since the last call, as the client reads them."""
+        self.client.receive_data(bytes(self.transport.written))
+        self.transport.written.clear()
+        return [bytes(f.data) for f in self.client.events_received() if isinstance(f, Frame)]
+
+
 @pytest.fixture
-async def connection() -> AsyncIterator[
-    tuple[GuardedWebSocketProtocol, RecordingTransport, SilentApp]
-]:
+async def connection() -> AsyncIterator[Connection]:
     app = SilentApp()
     config = uvicorn.Config(app, ws=GuardedWebSocketProtocol, log_level="warning")
     config.load()
@@ -138,14 +159,16 @@ async def connection() -> AsyncIterator[
     client.send_request(client.connect())
     protocol.data_received(b"".join(client.data_to_send()))
     await asyncio.wait_for(app.accepted.wait(), 5)
-    yield protocol, transport, app
-    protocol.connection_lost(None)
+    yield Connection(protocol, transport, app, client)
+    app.read.set()
+    if not protocol.disconnected:
+        protocol.connection_lost(None)
 
 
 async def test_reading_goes_on_while_a_few_events_wait(
-    connection: tuple[GuardedWebSocketProtocol, RecordingTransport, SilentApp],
+    connection: Connection,
 ) -> None:
-    protocol, transport, _ = connection
+    protocol, transport = connection.protocol, connection.transport
 
     for n in range(RECEIVE_PAUSE_EVENTS):
         protocol.data_received(_frame(n))
@@ -155,9 +178,9 @@ async def test_reading_goes_on_while_a_few_events_wait(
 
 
 async def test_reading_pauses_behind_a_backlog_and_resumes_once_it_is_read(
-    connection: tuple[GuardedWebSocketProtocol, RecordingTransport, SilentApp],
+    connection: Connection,
 ) -> None:
-    protocol, transport, app = connection
+    protocol, transport, app = connection.protocol, connection.transport, connection.app
 
     for n in range(RECEIVE_PAUSE_EVENTS + 1):
         protocol.data_received(_frame(n))
@@ -168,3 +191,41 @@ async def test_reading_pauses_behind_a_backlog_and_resumes_once_it_is_read(
         await asyncio.sleep(0)
     assert not transport.paused
     assert app.received == [b"pose-%d" % n for n in range(RECEIVE_PAUSE_EVENTS + 1)]
+
+
+# --- a synchronous write for the room tick ----------------------------------------
+
+
+async def test_the_scope_offers_a_write_that_sends_a_binary_frame_at_once(
+    connection: Connection,
+) -> None:
+    send_now = connection.app.scope["extensions"][SEND_NOW_EXTENSION]
+
+    assert send_now(b"batch-1") is True
+    assert connection.frames_written() == [b"batch-1"]
+
+
+async def test_the_write_refuses_while_the_socket_buffer_is_full(connection: Connection) -> None:
+    send_now = connection.app.scope["extensions"][SEND_NOW_EXTENSION]
+    connection.frames_written()
+
+    connection.protocol.pause_writing()
+    assert send_now(b"later") is False
+    connection.protocol.resume_writing()
+    assert send_now(b"now") is True
+    assert connection.frames_written() == [b"now"]
+
+
+async def test_the_write_refuses_once_the_close_is_sent(connection: Connection) -> None:
+    send_now = connection.app.scope["extensions"][SEND_NOW_EXTENSION]
+    connection.protocol.fail(4009, "slow consumer")
+    connection.transport.written.clear()
+
+    assert send_now(b"too late") is False
+    assert connection.transport.written == bytearray()
+
+
+async def test_a_lost_connection_takes_the_write_out_of_the_scope(connection: Connection) -> None:
+    connection.protocol.connection_lost(None)
+
+    assert SEND_NOW_EXTENSION not in connection.app.scope["extensions"]
