@@ -79,6 +79,15 @@ def _codepoint(ch: str) -> str:
 
 def name_problem(value: str) -> str | None:
     """Why ``value`` is not acceptable as a name or id, or ``None`` if it is."""
+    # Every pose carries two ids: printable ASCII (U+0020-U+007E) holds no
+    # control or format character, so most ids skip the per-character lookup.
+    if value.isascii() and value.isprintable():
+        return None
+    return _name_problem_per_character(value)
+
+
+def _name_problem_per_character(value: str) -> str | None:
+    """:func:`name_problem`'s rule, one character at a time (any text)."""
     for ch in value:
         category = unicodedata.category(ch)
         if category == "Cc" or (category == "Cf" and ch != "\u200d"):
@@ -93,14 +102,29 @@ def _check_name(value: str, limit: int, name: str) -> None:
         raise _bad(f"{name} {problem}; use printable characters only")
 
 
-def _check_text(value: str, limit: int, name: str) -> None:
-    _check_length(value, limit, name)
+def _text_control(value: str) -> str | None:
+    """The first control character free text may not hold, or ``None``."""
+    if value.isascii() and value.isprintable():  # no control character at all
+        return None
+    return _text_control_per_character(value)
+
+
+def _text_control_per_character(value: str) -> str | None:
+    """:func:`_text_control`'s rule, one character at a time (any text)."""
     for ch in value:
         if ch not in _TEXT_CONTROLS_ALLOWED and unicodedata.category(ch) == "Cc":
-            raise _bad(
-                f"{name} contains a control character ({_codepoint(ch)}); "
-                "only tab, newline and carriage return are allowed"
-            )
+            return ch
+    return None
+
+
+def _check_text(value: str, limit: int, name: str) -> None:
+    _check_length(value, limit, name)
+    ch = _text_control(value)
+    if ch is not None:
+        raise _bad(
+            f"{name} contains a control character ({_codepoint(ch)}); "
+            "only tab, newline and carriage return are allowed"
+        )
 
 
 def _check_url(value: str, limit: int, name: str) -> None:
@@ -116,12 +140,16 @@ def _check_floats(name: str, *values: float) -> None:
 
 
 def _check_pose(message: pb.PositionUpdate | pb.PresenceData | pb.PlayerSnapshot) -> None:
+    # Plain calls, no generator: this runs for every pose.
+    isfinite = math.isfinite
     if message.HasField("position"):
         p = message.position
-        _check_floats("position", p.x, p.y, p.z)
+        if not (isfinite(p.x) and isfinite(p.y) and isfinite(p.z)):
+            raise _bad("position must be finite")
     if message.HasField("rotation"):
         r = message.rotation
-        _check_floats("rotation", r.x, r.y, r.z, r.w)
+        if not (isfinite(r.x) and isfinite(r.y) and isfinite(r.z) and isfinite(r.w)):
+            raise _bad("rotation must be finite")
 
 
 def _check_avatar(config: pb.AvatarConfig, limits: FieldLimits) -> None:

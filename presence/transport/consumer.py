@@ -61,6 +61,7 @@ from presence.transport.outbound import SERVER_CAPABILITIES, Outbound, OutItem
 from presence.transport.probes import get_prober
 from presence.transport.reliable import ACK_CAPABILITY, ENDS_SESSION, ReliableSession
 from presence.transport.room_access import get_room_access
+from presence.transport.uvicorn_ws import SEND_NOW_EXTENSION
 
 if TYPE_CHECKING:
     from channels.consumer import _ChannelScope  # types-channels' name for a consumer's scope
@@ -88,6 +89,8 @@ class PresenceConsumer(ReliableSession, Outbound, AsyncConsumer):
         """Run the connection until it ends; nothing escapes."""
         self.scope = scope
         self.base_send = send
+        # uvicorn's guarded protocol writes a tick's frame without a task (outbound.py).
+        self._send_now = (scope.get("extensions") or {}).get(SEND_NOW_EXTENSION)
         self.conf = presence_settings()
         self.encoding = Encoding.PROTO
         self.room_id = ""

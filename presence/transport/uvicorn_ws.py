@@ -16,8 +16,9 @@ Served with ``uvicorn --ws presence.transport.uvicorn_ws:GuardedWebSocketProtoco
 This subclass sends the prepared answer and closes, feeds every frame header
 to :class:`~presence.protocol.frameguard.FrameGuard` (4008 for a ping or
 pong flood, 1009 for a message in too many fragments), and closes a client
-that does not answer the keep-alive ping with 4009 (slow consumer: resume).
-Everything else is uvicorn's.
+that does not answer the keep-alive ping with 4009 (slow consumer: resume),
+and stops reading the socket only while a backlog of events waits for the
+application, not after every message. Everything else is uvicorn's.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from typing import Any
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.frames import Frame, Opcode
 from websockets.http11 import Request
+from websockets.protocol import State
 
 from presence.conf import presence_settings
 from presence.protocol.codes import CloseCode
@@ -40,6 +42,17 @@ KEEPALIVE_TIMEOUT_REASON = "keepalive ping timeout"
 # still sending makes the kernel answer with a reset, which can destroy the
 # close frame (and its code) before the client has read it.
 LINGER_SECONDS = 1.0
+# Reading pauses once more events than this wait for the application, and
+# resumes when it has taken them all. uvicorn paused after every message and
+# resumed when the application took it: two event-loop calls (and, on uvloop,
+# epoll changes) per frame of a client sending at a steady rate, whose events
+# almost never queue up. What may wait stays bounded: this many events plus
+# what one read of the socket holds (as before: a read is parsed whole).
+RECEIVE_PAUSE_EVENTS = 4
+# The ASGI scope extension under which the protocol offers a synchronous write
+# of one data frame (``send_now``) to an application that can use it: the room
+# tick writes Batch frames without a task per member (presence/transport/outbound.py).
+SEND_NOW_EXTENSION = "graphwiz.send_now"
 
 
 class ReceiveQueue:
@@ -50,7 +63,7 @@ class ReceiveQueue:
     events and the futures of waiting readers (the consumer is the one
     reader); the same ``put_nowait``, ``get``, ``empty`` and ``qsize``.
     Unbounded like uvicorn's: the protocol stops reading the socket while
-    events wait.
+    more than ``RECEIVE_PAUSE_EVENTS`` events wait.
     """
 
     __slots__ = ("_items", "_waiters")
@@ -132,6 +145,59 @@ class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
                 self.handle_pong(event)
             elif event.opcode == Opcode.CLOSE:
                 self.handle_close(event)
+
+    def handle_connect(self, event: Request) -> None:
+        """uvicorn's; the application's scope also offers :meth:`send_now`."""
+        super().handle_connect(event)
+        if self.handshake_initiated and not self.close_sent:  # an upgrade, not a refusal
+            self.scope["extensions"][SEND_NOW_EXTENSION] = self.send_now  # type: ignore[index]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        """uvicorn's, and the scope lets go of the protocol (a reference cycle otherwise)."""
+        super().connection_lost(exc)
+        scope = getattr(self, "scope", None)
+        if scope is not None:
+            scope["extensions"].pop(SEND_NOW_EXTENSION, None)
+
+    def send_now(self, frame: bytes | str) -> bool:
+        """Write one data frame at once; ``False`` when :meth:`send` would wait or fail.
+
+        The ``websocket.send`` branch of uvicorn's ``send`` without the event
+        and the awaits, for a caller that cannot wait (the room tick), which
+        then hands the frame to its writer task instead.
+        """
+        if not self.writable.is_set() or self.disconnected or self.close_sent:
+            return False
+        if not self.handshake_complete or self.initial_response is not None:
+            return False
+        if self.conn.state is not State.OPEN or self.transport.is_closing():
+            return False
+        if isinstance(frame, bytes):
+            self.conn.send_binary(frame)
+        else:
+            self.conn.send_text(frame.encode())
+        self.transport.write(b"".join(self.conn.data_to_send()))
+        return True
+
+    def send_receive_event_to_app(self) -> None:
+        """A whole message arrived: queue it; pause reading only behind a backlog."""
+        data = self.frames[0] if len(self.frames) == 1 else b"".join(self.frames)
+        self.frames = []
+        if self.close_sent:  # past the close: discarded, reading stays on for the close reply
+            return
+        if self.curr_msg_data_type == "text":
+            try:
+                self.queue.put_nowait({"type": "websocket.receive", "text": data.decode()})
+            except UnicodeDecodeError:
+                self.logger.exception("Invalid UTF-8 sequence received from client.")
+                self.conn.send_close(1007)
+                self.handle_parser_exception()
+                return
+        else:
+            self.queue.put_nowait({"type": "websocket.receive", "bytes": data})
+        if not self.read_paused and self.queue.qsize() > RECEIVE_PAUSE_EVENTS:
+            self.read_paused = True
+            self.transport.pause_reading()
 
     def start_keepalive(self) -> None:
         """uvicorn's, called once the 101 is written: the handshake is no longer needed.

@@ -6,12 +6,22 @@ import math
 from collections.abc import Callable
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from presence.protocol import pb
 from presence.protocol.codec import decode_frame
 from presence.protocol.codes import ErrorCode
 from presence.protocol.errors import BadFrame
-from presence.protocol.validation import CLIENT_PAYLOADS, FieldLimits, validate_client_message
+from presence.protocol.validation import (
+    CLIENT_PAYLOADS,
+    FieldLimits,
+    _name_problem_per_character,
+    _text_control,
+    _text_control_per_character,
+    name_problem,
+    validate_client_message,
+)
 
 LIMITS = FieldLimits()
 
@@ -425,3 +435,49 @@ def test_entity_spawn_without_id_is_bad_message() -> None:
     message = pb.Message(entity_spawn=pb.EntitySpawn(template_id="cube"))
 
     assert _refused(message) == ErrorCode.BAD_MESSAGE
+
+
+# --- the printable-ASCII shortcut decides as the per-character rule ------------
+
+# Characters at the edges of the shortcut: ASCII controls and DEL, C1 controls,
+# format characters (soft hyphen, zero-width ones, bidi marks, the BOM), the
+# zero-width joiner names allow, whitespace, and printable non-ASCII.
+EDGE_CHARACTERS = (
+    [chr(c) for c in range(0x00, 0x21)]
+    + ["\x7e", "\x7f", "\x80", "\x85", "\x9f", "\xa0", "\xad"]
+    + [chr(c) for c in range(0x200B, 0x2010)]
+    + [chr(c) for c in range(0x202A, 0x202F)]
+    + ["\u2060", "\u2066", "\u2069", "\ufeff", "\ufff9", "\U000e0001", "\U0001d173"]
+    + ["é", "Ł", "山", "🚀", "\u3000", "\u2028"]
+)
+MIXED_TEXT = st.text(
+    alphabet=st.one_of(
+        st.characters(min_codepoint=0x20, max_codepoint=0x7E),
+        st.sampled_from(EDGE_CHARACTERS),
+        st.characters(),
+    ),
+    max_size=40,
+)
+
+
+@given(MIXED_TEXT)
+@settings(max_examples=2000, suppress_health_check=[HealthCheck.too_slow])
+def test_name_shortcut_agrees_with_the_per_character_rule(value: str) -> None:
+    assert name_problem(value) == _name_problem_per_character(value)
+
+
+@given(MIXED_TEXT)
+@settings(max_examples=2000, suppress_health_check=[HealthCheck.too_slow])
+def test_text_shortcut_agrees_with_the_per_character_rule(value: str) -> None:
+    assert _text_control(value) == _text_control_per_character(value)
+
+
+def test_shortcuts_agree_on_each_character_alone_and_inside_an_ascii_id() -> None:
+    disagree = [
+        f"U+{code:04X}"
+        for code in range(0x3000)  # ASCII, Latin-1, C1 and the format blocks
+        for value in (chr(code), f"cube-{chr(code)}-1")
+        if name_problem(value) != _name_problem_per_character(value)
+        or _text_control(value) != _text_control_per_character(value)
+    ]
+    assert disagree == []
