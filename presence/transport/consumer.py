@@ -18,7 +18,7 @@ import contextlib
 import logging
 import time
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from channels.consumer import AsyncConsumer
 from channels.db import database_sync_to_async
@@ -90,7 +90,8 @@ class PresenceConsumer(ReliableSession, Outbound, AsyncConsumer):
         self.scope = scope
         self.base_send = send
         # uvicorn's guarded protocol writes a tick's frame without a task (outbound.py).
-        self._send_now = (scope.get("extensions") or {}).get(SEND_NOW_EXTENSION)
+        extensions = cast("dict[str, Any]", scope.get("extensions") or {})
+        self._send_now = extensions.get(SEND_NOW_EXTENSION)
         self.conf = presence_settings()
         self.encoding = Encoding.PROTO
         self.room_id = ""

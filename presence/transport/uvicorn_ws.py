@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
+from typing import Any, cast
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.frames import Frame, Opcode
@@ -150,7 +150,8 @@ class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
         """uvicorn's; the application's scope also offers :meth:`send_now`."""
         super().handle_connect(event)
         if self.handshake_initiated and not self.close_sent:  # an upgrade, not a refusal
-            self.scope["extensions"][SEND_NOW_EXTENSION] = self.send_now  # type: ignore[index]
+            extensions = cast("dict[str, Any]", self.scope["extensions"])
+            extensions[SEND_NOW_EXTENSION] = self.send_now
 
     def connection_lost(self, exc: Exception | None) -> None:
         """uvicorn's, and the scope lets go of the protocol (a reference cycle otherwise)."""
