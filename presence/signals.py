@@ -90,6 +90,7 @@ def leave_reason(close_code: int) -> str:
 class _Event:
     name: str
     kwargs: dict[str, Any] = field(default_factory=dict)
+    sent: asyncio.Future[None] | None = None  # set once delivered (send()'s wait)
 
 
 def _sender() -> type:
@@ -138,13 +139,29 @@ class SignalDispatcher:
             metrics.count_signal("dropped")
             logger.warning("signal queue full (%d); dropped a %s event", self.queue_size, name)
             return
+        self._ensure_running()
+
+    def _ensure_running(self) -> None:
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._run(), name="presence-signals")
 
     async def send(self, name: str, **kwargs: Any) -> None:
-        """Send signal ``name`` now, every receiver guarded (for calls off the hot path)."""
-        if SIGNALS[name].receivers:
+        """Send signal ``name`` and return once it was sent (for calls off the hot path).
+
+        It goes after the events already queued, so receivers hear things in
+        the order they happened; called from a receiver (which the queue is
+        waiting on), it is sent at once.
+        """
+        if not SIGNALS[name].receivers:
+            return
+        if self._task is not None and asyncio.current_task() is self._task:
             await self._deliver(_Event(name, kwargs))
+            return
+        event = _Event(name, kwargs, asyncio.get_running_loop().create_future())
+        await self._queue.put(event)  # a full queue makes the caller wait, never drops
+        self._ensure_running()
+        assert event.sent is not None
+        await event.sent
 
     async def idle(self) -> None:
         """Wait until every queued event has been sent (tests, shutdown)."""
@@ -159,6 +176,8 @@ class SignalDispatcher:
                 logger.exception("could not dispatch a %s event", event.name)
             finally:
                 self._queue.task_done()
+                if event.sent is not None and not event.sent.done():
+                    event.sent.set_result(None)
 
     async def _deliver(self, event: _Event) -> None:
         signal = SIGNALS[event.name]

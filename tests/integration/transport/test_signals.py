@@ -223,3 +223,48 @@ def test_leave_reasons_follow_the_close_code() -> None:
         "closed",
         "closed",
     ]
+
+
+async def test_a_signal_sent_now_waits_for_the_events_queued_before_it(
+    connect: Callable[[Signal, Callable[..., Any]], None],
+) -> None:
+    # presence.rooms' calls send() (delivered before they return); the room's
+    # own events are queued. An API call must not overtake what happened first.
+    dispatcher = SignalDispatcher(queue_size=10, receiver_timeout=5.0)
+    order: list[str] = []
+
+    async def receiver(sender: Any, **kwargs: Any) -> None:
+        order.append(kwargs["tag"])
+
+    connect(signals.chat_message, receiver)
+    connect(signals.moderation_action, receiver)
+
+    dispatcher.emit("chat_message", tag="said first")
+    await dispatcher.send("moderation_action", tag="then muted")
+
+    assert order == ["said first", "then muted"]
+
+
+async def test_a_receiver_that_sends_a_signal_is_not_held_up_by_its_own_queue(
+    connect: Callable[[Signal, Callable[..., Any]], None],
+) -> None:
+    dispatcher = SignalDispatcher(queue_size=10, receiver_timeout=SLOW_RECEIVER_SECONDS)
+    order: list[str] = []
+
+    async def welcome(sender: Any, **kwargs: Any) -> None:  # as README's example does
+        order.append("joined")
+        await dispatcher.send("chat_message", tag="welcome")
+
+    async def heard(sender: Any, **kwargs: Any) -> None:
+        order.append(kwargs["tag"])
+
+    connect(signals.member_joined, welcome)
+    connect(signals.chat_message, heard)
+    connect(signals.entity_spawned, heard)
+
+    dispatcher.emit("member_joined")
+    dispatcher.emit("entity_spawned", tag="spawned next")
+    await asyncio.wait_for(dispatcher.idle(), SLOW_RECEIVER_SECONDS / 2)
+
+    assert order == ["joined", "welcome", "spawned next"]
+    assert dispatcher.timed_out == 0
