@@ -157,11 +157,10 @@ class SignalDispatcher:
         if self._task is not None and asyncio.current_task() is self._task:
             await self._deliver(_Event(name, kwargs))
             return
-        event = _Event(name, kwargs, asyncio.get_running_loop().create_future())
-        await self._queue.put(event)  # a full queue makes the caller wait, never drops
+        sent: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        await self._queue.put(_Event(name, kwargs, sent))  # full: the caller waits, never drops
         self._ensure_running()
-        assert event.sent is not None
-        await event.sent
+        await sent
 
     async def idle(self) -> None:
         """Wait until every queued event has been sent (tests, shutdown)."""

@@ -603,7 +603,8 @@ class PresenceConsumer(ReliableSession, Outbound, AsyncConsumer):
             self._meter.pong(result.message.pong.client_time_ms, track=track)
             return
         if result.kind == "ack":
-            up_to, last = result.message.ack.up_to_seq, self.window.last_seq if self.window else 0
+            up_to = result.message.ack.up_to_seq
+            last = self.window.last_seq if self.window is not None else 0
             if up_to > last:  # a client bug that would only stop its own re-sends
                 text = (
                     f"ack up_to_seq {up_to} is beyond the last seq sent ({last}): "

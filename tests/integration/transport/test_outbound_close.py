@@ -10,32 +10,16 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from presence import metrics
-from presence.conf import presence_settings
 from presence.protocol import core_pb2 as pb
-from presence.protocol.codec import Encoding
 from presence.protocol.codes import CloseCode
-from presence.protocol.outbox import Outbox
-from presence.transport.outbound import Outbound
+from tests.clients.outbound import BareOutbound
 
 
-class HeldSocket(Outbound):
+class HeldSocket(BareOutbound):
     """An Outbound whose first send waits until released; it records what it sends."""
 
     def __init__(self) -> None:
-        self.conf = presence_settings()
-        self.encoding = Encoding.PROTO
-        self.client_id = "c-held"
-        self.session = None
-        self.hub = None
-        self.outbox = Outbox(max_reliable=100, merge=self._merge_volatile)
-        self._writer = None
-        self._close_code = None
-        self.messages_out = self.bytes_out = 0
-        self._meter = metrics.ConnectionMeter()
-        self._peer_gone = False
-        self.clock_ms = lambda: 0
-        self.legacy = None
+        super().__init__("c-held")
         self.sent: list[dict[str, Any]] = []
         self.first_send = asyncio.Event()
         self.release = asyncio.Event()
@@ -45,9 +29,6 @@ class HeldSocket(Outbound):
             self.first_send.set()
             await self.release.wait()
         self.sent.append(event)
-
-    async def _leave_room(self, close_code: int) -> None:
-        pass
 
 
 def error(n: int) -> pb.Message:

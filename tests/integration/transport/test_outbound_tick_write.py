@@ -12,34 +12,21 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from presence import metrics
-from presence.conf import presence_settings
 from presence.protocol import core_pb2 as pb
 from presence.protocol.batch import Entry, TickBatch
-from presence.protocol.codec import EncodedMessage, Encoding
-from presence.protocol.outbox import Outbox
+from presence.protocol.codec import EncodedMessage
 from presence.protocol.session import Session
-from presence.transport.outbound import BATCH_CAPABILITY, Outbound
+from presence.transport.outbound import BATCH_CAPABILITY
+from tests.clients.outbound import BareOutbound
 
 
-class Socket(Outbound):
+class Socket(BareOutbound):
     """An Outbound over a recording socket: what the tick wrote, what the writer sent."""
 
     def __init__(self, *, capabilities: frozenset[str] = frozenset({BATCH_CAPABILITY})) -> None:
-        self.conf = presence_settings()
-        self.encoding = Encoding.PROTO
-        self.client_id = "c-me"
-        self.session = Session(self.client_id)
-        self.session.capabilities = capabilities
-        self.hub = None
-        self.outbox = Outbox(max_reliable=100, merge=self._merge_volatile)
-        self._writer = None
-        self._close_code = None
-        self.messages_out = self.bytes_out = 0
-        self._meter = metrics.ConnectionMeter()
-        self._peer_gone = False
-        self.clock_ms = lambda: 0
-        self.legacy = None
+        session = Session("c-me")
+        session.capabilities = capabilities
+        super().__init__("c-me", session)
         self.writable = True
         self.wire: list[tuple[str, bytes]] = []  # ("now" | "writer", frame), in order
         self.hold_writer: asyncio.Event | None = None
@@ -56,9 +43,6 @@ class Socket(Outbound):
         if self.hold_writer is not None:
             await self.hold_writer.wait()
         self.wire.append(("writer", event["bytes"]))
-
-    async def _leave_room(self, close_code: int) -> None:
-        pass
 
 
 def pose_batch(n: int) -> TickBatch:
