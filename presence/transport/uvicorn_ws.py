@@ -234,5 +234,7 @@ class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
             self.read_paused = False
             self.transport.resume_reading()
         # Abort, not close: a client that stopped reading never lets the
-        # write buffer drain, and close() would wait for it for ever.
-        self.loop.call_later(LINGER_SECONDS, self.transport.abort)
+        # write buffer drain, and close() would wait for it for ever. Kept as
+        # uvicorn's close timer, so an application that returns at once does
+        # not close the socket before the linger (uvicorn closes it unless one is set).
+        self.close_timer = self.loop.call_later(LINGER_SECONDS, self.transport.abort)

@@ -14,6 +14,7 @@ from websockets.client import ClientProtocol
 from websockets.frames import Frame, Opcode
 from websockets.uri import parse_uri
 
+from presence.transport import uvicorn_ws
 from presence.transport.uvicorn_ws import (
     RECEIVE_PAUSE_EVENTS,
     SEND_NOW_EXTENSION,
@@ -78,6 +79,8 @@ class RecordingTransport(asyncio.Transport):
         self.written = bytearray()
         self.paused = False
         self.pauses = 0
+        self.closed = False
+        self.aborted = asyncio.Event()
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         return ("127.0.0.1", 8083) if name in ("sockname", "peername") else default
@@ -99,10 +102,10 @@ class RecordingTransport(asyncio.Transport):
         return False
 
     def close(self) -> None:
-        pass
+        self.closed = True
 
     def abort(self) -> None:
-        pass
+        self.aborted.set()
 
 
 class SilentApp:
@@ -229,3 +232,18 @@ async def test_a_lost_connection_takes_the_write_out_of_the_scope(connection: Co
     connection.protocol.connection_lost(None)
 
     assert SEND_NOW_EXTENSION not in connection.app.scope["extensions"]
+
+
+async def test_after_a_close_the_socket_lingers_even_once_the_application_has_returned(
+    connection: Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An offender still sending makes the kernel answer a close() with a reset,
+    # which can destroy the close frame before the client reads it: the socket
+    # is dropped only after the linger, whenever the application returns.
+    monkeypatch.setattr(uvicorn_ws, "LINGER_SECONDS", 0.05)
+    connection.protocol.fail(4008, "too many control frames")
+    connection.app.read.set()  # the application reads the disconnect and returns
+    await asyncio.wait_for(asyncio.gather(*connection.protocol.tasks), 5)
+
+    assert not connection.transport.closed
+    await asyncio.wait_for(connection.transport.aborted.wait(), 5)
